@@ -1,0 +1,126 @@
+"""Signals of answers that try to game a similarity grader, computed from the text alone.
+
+The embedding-based checks (off-topic, injection look-alikes) live in the grader, which
+holds the vectors; their thresholds are fitted (see ``grader/calibration``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from grader.schema import Lang
+from grader.text import FUNCTION_CHARS_ZH, FUNCTION_WORDS_EN, words
+
+_DONT_KNOW = re.compile(
+    r"^\W*(?:i\s+(?:do\s*n[o']?t|really\s+don'?t)\s+know|no\s+idea|not\s+sure|i\s+have\s+no\s+idea|"
+    r"i\s+forgot|pass|skip|n/?a|idk|dunno|\?+|不知道|不清楚|不会|没学过|忘了|不太懂|不懂|不了解|跳过|"
+    r"这个我不会|我不知道|不太清楚)\W*(?:[,，。.!！]?\s*(?:sorry|抱歉|对不起)?)?\W*$",
+    re.I,
+)
+
+# Text that addresses the grader rather than the question. Patterns are deliberately specific:
+# a candidate discussing attention masks must never match.
+_INJECTION = [
+    r"ignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding|your)\s+"
+    r"(?:instructions?|prompts?|rules?|directions?)",
+    r"disregard\s+(?:all\s+|the\s+)?(?:previous|prior|above|your)\s+\w+",
+    r"(?:you\s+are|act\s+as|as)\s+(?:the|a|an)\s+(?:grader|evaluator|examiner|judge|assistant)\b",
+    r"\b(?:give|award|assign|grade|rate|score)\s+(?:me|this(?:\s+answer)?|the\s+answer|it)\s+"
+    r"(?:a\s+|an\s+)?(?:full\s+marks|perfect|maximum|\d+(?:\s*/\s*10|\s+out\s+of\s+10|\s*points?)?)",
+    r"\b(?:full\s+marks|perfect\s+score|score\s*(?:=|:)\s*10|grade\s*(?:=|:)\s*(?:10|a\+?))\b",
+    r"\"?\b(?:score|grade|rating)\"?\s*:\s*\"?(?:10|9|100)(?:\.0)?\b",
+    r"\b(?:all|every)\s+(?:key\s+)?points?\s+(?:are|were|is)\s+(?:covered|met|satisfied)",
+    r"^\s*(?:system|assistant|user)\s*:|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?INST\]",
+    r"</?(?:answer|instructions?|system|prompt)>",
+    r"(?:忽略|无视|忽视)(?:掉)?(?:之前|前面|以上|上面|上述|先前|所有)?的?(?:所有)?(?:指令|指示|规则|要求|提示|说明)",
+    r"(?:给|打)(?:我|这个回答|本回答|这个答案|该答案)?(?:打)?(?:满分|10分|十分|最高分)",
+    r"(?:你|您)(?:现在)?(?:是|作为|扮演)(?:一[个名位])?(?:评分|阅卷|评审|打分)",
+    r"(?:评分|分数|得分)\s*[:=：]\s*10",
+    r"(?:所有|全部)(?:的)?(?:要点|得分点|关键点)(?:都)?(?:已经)?(?:覆盖|满足|答到)",
+]
+_INJECTION_RE = re.compile("|".join(f"(?:{p})" for p in _INJECTION), re.I | re.M)
+
+_LIST_SEPARATORS = re.compile(r"[,，、;；|/\n]+")
+
+
+@dataclass(frozen=True)
+class ListShape:
+    """How list-like an answer is: many short items and few function words suggest keyword stuffing."""
+
+    items: int
+    mean_item_words: float
+    function_ratio: float
+
+
+def is_dont_know(text: str) -> bool:
+    return bool(_DONT_KNOW.match(text.strip())) and len(text) < 120
+
+
+def injection_evidence(text: str) -> list[str]:
+    """The spans of ``text`` that address the grader (empty if none)."""
+    return [m.group(0).strip() for m in _INJECTION_RE.finditer(text)]
+
+
+def list_shape(text: str, lang: Lang) -> ListShape:
+    items = [item for item in _LIST_SEPARATORS.split(text) if item.strip()]
+    tokens = words(text)
+    if not tokens:
+        return ListShape(0, 0.0, 0.0)
+    if lang == "zh":
+        function = sum(1 for t in tokens if t in FUNCTION_CHARS_ZH)
+        # Chinese has no spaces: two Han characters count as about one word.
+        sizes = [len(words(item)) / 2 for item in items]
+    else:
+        function = sum(1 for t in tokens if t in FUNCTION_WORDS_EN)
+        sizes = [len(words(item)) for item in items]
+    return ListShape(len(items), sum(sizes) / max(len(sizes), 1), function / len(tokens))
+
+
+def copied_fraction(answer: str, question: str) -> float:
+    """Share of the answer's character bigrams that appear in the question (1.0 = pure copy)."""
+    def bigrams(text: str) -> set[str]:
+        compact = re.sub(r"\W+", "", text.lower())
+        return {compact[i : i + 2] for i in range(len(compact) - 1)}
+
+    answer_grams = bigrams(answer)
+    if not answer_grams:
+        return 0.0
+    return len(answer_grams & bigrams(question)) / len(answer_grams)
+
+
+def token_pairs(text: str) -> list[tuple[str, str]]:
+    """Adjacent pairs of words (English) and characters (Chinese), within a sentence."""
+    pairs = []
+    for piece in re.split(r"[。！？!?.;；\n]+", text):
+        tokens = words(piece)
+        pairs += list(zip(tokens, tokens[1:], strict=False))
+    return pairs
+
+
+def fluency_ratio(text: str, lang: Lang, known: set[tuple[str, str]], tries: int = 3) -> float:
+    """How many more familiar word pairs the text has than the same words shuffled.
+
+    ``known`` holds pairs seen in fluent text about the topic (the question bank). Real sentences
+    keep many of them ("attention weights", "注意力"); a shuffled answer has no more than its own
+    re-shuffles, so its ratio is near 1.
+    """
+    own = sum(pair in known for pair in token_pairs(text))
+    shuffled = np.mean([sum(p in known for p in token_pairs(shuffle_words(text, lang, seed))) for seed in range(tries)])
+    return float((own + 1) / (shuffled + 1))
+
+
+def shuffle_words(text: str, lang: Lang, seed: int = 13) -> str:
+    """The same words in a random order (Chinese: two-character chunks), for the fluency check."""
+    rng = random.Random(seed)
+    if lang == "zh":
+        compact = re.sub(r"\s+", "", text)
+        tokens = [compact[i : i + 2] for i in range(0, len(compact), 2)]
+        rng.shuffle(tokens)
+        return "".join(tokens)
+    tokens = text.split()
+    rng.shuffle(tokens)
+    return " ".join(tokens)

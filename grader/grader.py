@@ -1,0 +1,328 @@
+"""The ``Grader``: one walk from answer text to a ``GradeResult``.
+
+normalise -> segment -> encode (answer + its sentences, one batch) -> compare with the question's
+precomputed matrices -> detect gaming -> score with the fitted calibration -> feedback.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from grader.bank import Bank, load_bank
+from grader.compiled import CompiledQuestion, Rows
+from grader.detectors import copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
+from grader.embedding import EmbeddingCache, Embedder, get_embedder
+from grader.errors import GraderError
+from grader.feedback import build_feedback
+from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
+from grader.schema import (
+    Bilingual, CustomQuestion, ErrorResult, GradeResult, KeyPoint, Lang, PointResult, Rubric,
+    Similarity,
+)
+from grader.similarity import cos_matrix, euclidean_matrix
+from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
+
+
+def rubric_from_custom(custom: CustomQuestion) -> Rubric:
+    """A throw-away rubric for a question outside the bank; key points default to reference sentences."""
+    texts = custom.key_points or [s for ref in custom.references for s in split_sentences(ref)][:9]
+    points = [KeyPoint(id=f"p{i + 1}", text=Bilingual(zh=t, en=t)) for i, t in enumerate(texts)]
+    return Rubric(
+        id=custom.id if custom.id != "custom" else "custom",
+        topic="APP",
+        difficulty=2,
+        question=Bilingual(zh=custom.question, en=custom.question),
+        references=[Bilingual(zh=r, en=r) for r in custom.references],
+        key_points=points,
+    )
+
+
+def _best_by_owner(sims: np.ndarray, owners: list[int], n_owners: int) -> tuple[np.ndarray, np.ndarray]:
+    """For an (n_candidates, n_rows) similarity matrix, the best value per owner and its candidate."""
+    best = np.full(n_owners, -1.0)
+    where = np.zeros(n_owners, dtype=int)
+    if sims.size == 0:
+        return best, where
+    per_row_best = sims.max(0)
+    per_row_arg = sims.argmax(0)
+    for row, owner in enumerate(owners):
+        if per_row_best[row] > best[owner]:
+            best[owner], where[owner] = per_row_best[row], per_row_arg[row]
+    return best, where
+
+
+class Grader:
+    """Grades answers to bank or custom questions with one embedding model.
+
+    Example:
+        >>> grader = Grader.from_settings()                      # doctest: +SKIP
+        >>> grader.grade("multihead-why", "Each head ...").score  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        bank: Bank,
+        cache_dir: Path,
+        calibration: Calibration | None = None,
+        max_answer_chars: int = MAX_ANSWER_CHARS,
+    ):
+        self.embedder = embedder
+        self.bank = bank
+        self.cache = EmbeddingCache(embedder, Path(cache_dir))
+        self.calibration = calibration or load_calibration(embedder.model_id, self.cache.encode)
+        self.max_answer_chars = max_answer_chars
+        self._unrelated = self.cache.encode([b for _, b in load_anchor_pairs()["unrelated"]])
+        self._compiled: dict[str, CompiledQuestion] = {}
+        self._compile(list(bank))
+        refs = [(i, r) for i, q in enumerate(self._compiled.values()) for r in q.references.vectors]
+        self._bank_ids = list(self._compiled)
+        self._bank_ref_owner = [i for i, _ in refs]
+        self._bank_refs = np.stack([v for _, v in refs]) if refs else np.zeros((0, embedder.dim))
+        self._known_pairs = {pair for c in self._compiled.values() for rows in c.all_rows()
+                             for text in rows.texts for pair in token_pairs(text)}
+        prototypes = yaml.safe_load((CALIBRATION_DIR / "injection_prototypes.yaml").read_text("utf-8"))
+        self._injection_vectors = self.cache.encode(prototypes)
+
+    @classmethod
+    def from_settings(cls, settings=None, model: str | None = None) -> Grader:
+        from grader.config import get_settings
+
+        settings = settings or get_settings()
+        embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device)
+        return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
+                   max_answer_chars=settings.max_answer_chars)
+
+    def _compile(self, rubrics: list[Rubric]) -> list[CompiledQuestion]:
+        compiled = [CompiledQuestion.build(r) for r in rubrics]
+        texts = [t for c in compiled for rows in c.all_rows() for t in rows.texts]
+        vectors = self.cache.encode(texts)
+        start = 0
+        for c in compiled:
+            for rows in c.all_rows():
+                rows.vectors = vectors[start : start + len(rows.texts)]
+                start += len(rows.texts)
+            c.fit_probes(self._unrelated)
+            if c.rubric.id in self.bank:
+                self._compiled[c.rubric.id] = c
+        return compiled
+
+    def compiled(self, question: str | CustomQuestion | Rubric) -> CompiledQuestion:
+        if isinstance(question, str):
+            if question not in self._compiled:
+                self.bank.get(question)  # raises UnknownQuestion with suggestions
+            return self._compiled[question]
+        rubric = question if isinstance(question, Rubric) else rubric_from_custom(question)
+        return self._compile([rubric])[0]
+
+    def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None) -> GradeResult:
+        """Grade one answer. ``question`` is a bank id, a ``CustomQuestion`` or a ``Rubric``."""
+        return self.grade_many([(question, answer, lang)])[0]
+
+    def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]]) -> list[GradeResult]:
+        """Grade several answers with a single encoder call for all of them."""
+        started = time.perf_counter()
+        encoded = self._encode([(q, a) for q, a, _ in items])
+        elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
+        results = []
+        for (_, _, hint), item in zip(items, encoded, strict=True):
+            c, p = item[0], item[1]
+            if not p.text:
+                results.append(self._empty(c, p, elapsed))
+                continue
+            item_started = time.perf_counter()
+            result = self._score(*item, hint)
+            spent = elapsed + (time.perf_counter() - item_started) * 1000
+            results.append(result.model_copy(update={"timing_ms": round(spent, 2)}))
+        return results
+
+    def features_many(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[dict | None]:
+        """The raw features of each answer (None for an empty one); used to fit calibrations."""
+        return [self.features(*item) if item[1].text else None for item in self._encode(items)]
+
+    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[tuple]:
+        """(compiled question, prepared answer, answer vector, sentence vectors) per item."""
+        compiled = [self.compiled(q) for q, _ in items]
+        prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
+        texts: list[str] = []
+        spans = []
+        for p in prepared:
+            spans.append((len(texts), len(p.segments)))
+            if p.text:
+                texts += [p.text, *p.segments]
+        vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dim))
+        encoded = []
+        for c, p, (start, n_seg) in zip(compiled, prepared, spans, strict=True):
+            if not p.text:
+                encoded.append((c, p, None, None))
+                continue
+            encoded.append((c, p, vectors[start], vectors[start + 1 : start + 1 + n_seg]))
+        return encoded
+
+    # ------------------------------------------------------------------ scoring
+
+    def features(self, c: CompiledQuestion, p: Prepared, answer_vec, segment_vecs) -> dict:
+        """Everything the score is computed from (also used to fit the calibration)."""
+        cal = self.calibration
+        rubric = c.rubric
+        injection_cos = cos_matrix(segment_vecs, self._injection_vectors).max(1)
+        near = cal.scale(injection_cos, p.language)
+        injected = [bool(injection_evidence(s)) or bool(n >= cal.injection_similarity)
+                    for s, n in zip(p.segments, near, strict=True)]
+        usable = [i for i, bad in enumerate(injected) if not bad]
+        candidates = [segment_vecs[i] for i in usable]
+        candidate_text = [p.segments[i] for i in usable]
+        if len(usable) > 1 and not any(injected):
+            candidates.append(answer_vec)
+            candidate_text.append(p.text)
+        cand = np.stack(candidates) if candidates else np.zeros((0, len(answer_vec)))
+
+        ref_cos = cos_matrix(answer_vec, c.references.vectors)[0]
+        ref_dist = euclidean_matrix(answer_vec, c.references.vectors)[0]
+        best_ref_row = int(ref_cos.argmax())
+        point_best, _ = _best_by_owner(self._sims(cand, c.points), c.points.owner, len(rubric.key_points))
+        point_probe = c.point_probe(cand)
+        point_where = point_probe.argmax(0) if len(cand) else np.zeros(len(rubric.key_points), dtype=int)
+        claim_per = self._per_owner(self._sims(cand, c.claims), c.claims.owner, len(rubric.misconceptions))
+        corr_per = self._per_owner(self._sims(cand, c.corrections), c.corrections.owner, len(rubric.misconceptions))
+
+        other_best = -1.0
+        if len(self._bank_refs):
+            bank_cos = cos_matrix(answer_vec, self._bank_refs)[0]
+            own = self._bank_ids.index(rubric.id) if rubric.id in self._compiled else -1
+            others = [s for s, o in zip(bank_cos, self._bank_ref_owner, strict=True) if o != own]
+            other_best = float(max(others)) if others else -1.0
+        question_text = " ".join(c.questions.texts)
+        return {
+            "ref_cos": float(ref_cos[best_ref_row]),
+            "ref_dist": float(ref_dist[best_ref_row]),
+            "ref_index": c.references.owner[best_ref_row],
+            "point_cos": point_best,
+            "point_probe": point_probe.max(0) if len(cand) else np.full(len(rubric.key_points), -10.0),
+            "point_evidence": [candidate_text[i] if len(candidate_text) else None for i in point_where],
+            "claim": claim_per,
+            "correction": corr_per,
+            "lexical": c.lexical_margin(candidate_text),
+            "claim_probe": c.claim_probe(cand),
+            "candidate_text": candidate_text,
+            "other_ref_cos": other_best,
+            "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
+            "copied": copied_fraction(p.text, question_text),
+            "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
+            "injection": injection_evidence(p.text + " " + p.hidden_text),
+            "injected_segments": sum(injected),
+            "injection_cos": injection_cos,
+            "shape": list_shape(p.text, p.language),
+            "dont_know": is_dont_know(p.text),
+            "lang": p.language,
+        }
+
+    @staticmethod
+    def _sims(candidates: np.ndarray, rows: Rows) -> np.ndarray:
+        if not len(candidates) or not rows.texts:
+            return np.zeros((len(candidates), len(rows.texts)))
+        return cos_matrix(candidates, rows.vectors)
+
+    @staticmethod
+    def _per_owner(sims: np.ndarray, owners: list[int], n_owners: int) -> np.ndarray:
+        """(n_candidates, n_owners): each candidate's best similarity to any row of each owner."""
+        best = np.full((sims.shape[0], n_owners), -1.0)
+        for row, owner in enumerate(owners):
+            best[:, owner] = np.maximum(best[:, owner], sims[:, row])
+        return best
+
+    def _score(self, c, p: Prepared, answer_vec, segment_vecs, hint: Lang | None) -> GradeResult:
+        cal = self.calibration
+        rubric = c.rubric
+        f = self.features(c, p, answer_vec, segment_vecs)
+        lang = p.language
+        point_p = cal.point(f["point_probe"], cal.scale(f["point_cos"], lang))
+        weights = np.array([k.weight for k in rubric.key_points])
+        coverage = float((weights * point_p).sum() / weights.sum())
+        reference = float(cal.scale(f["ref_cos"], lang))
+
+        errors: list[ErrorResult] = []
+        if f["claim"].size:
+            claim = cal.scale(f["claim"], lang)
+            margin = claim - cal.scale(f["correction"], lang)
+            probability = cal.misconception(f["claim_probe"], claim, margin, f["lexical"])
+            for j, misconception in enumerate(rubric.misconceptions):
+                row = int(probability[:, j].argmax())
+                if probability[row, j] >= cal.misconception_flag:
+                    errors.append(ErrorResult(
+                        misconception_id=misconception.id,
+                        claim=misconception.claim.get(p.language),
+                        correction=misconception.correction.get(p.language),
+                        severity=misconception.severity,
+                        evidence=f["candidate_text"][row],
+                        source=[str(s) for s in misconception.sources],
+                    ))
+
+        flags = self._flags(f, p, reference, coverage, hint)
+        score = cal.final_score(coverage, reference, [e.severity for e in errors])
+        score = round(cal.apply_caps(score, flags), 1)
+        points = [
+            PointResult(
+                id=k.id, text=k.text.get(p.language), weight=k.weight,
+                covered=bool(point_p[i] >= cal.point_covered) and "shuffled" not in flags,
+                score=round(float(point_p[i]), 3), cosine=round(float(f["point_cos"][i]), 4),
+                euclidean=round(float(np.sqrt(max(2 - 2 * f["point_cos"][i], 0))), 4),
+                evidence=f["point_evidence"][i] if point_p[i] >= cal.point_covered else None,
+            )
+            for i, k in enumerate(rubric.key_points)
+        ]
+        return GradeResult(
+            question_id=rubric.id, score=score,
+            similarity=Similarity(cosine=round(f["ref_cos"], 4), euclidean=round(f["ref_dist"], 4),
+                                  reference=f["ref_index"]),
+            points=points, errors=errors, flags=flags,
+            feedback=build_feedback(score, points, errors, flags, p.language),
+            model=self.embedder.model_id, calibration=cal.label, language=p.language,
+            answer_chars=p.original_chars, graded_chars=len(p.text), timing_ms=0.0,
+        )
+
+    def _flags(self, f: dict, p: Prepared, reference: float, coverage: float, hint: Lang | None) -> list[str]:
+        cal = self.calibration
+        flags: list[str] = []
+        if f["dont_know"]:
+            flags.append("dont_know")
+        if f["copied"] >= 0.8 and len(p.text) <= 2.5 * max(len(" ".join(split_sentences(p.text))), 1):
+            if f["question_cos"] >= f["ref_cos"]:
+                flags.append("copied_question")
+        shape = f["shape"]
+        if (shape.items >= cal.stuffing_min_items and shape.mean_item_words <= cal.stuffing_max_item_words
+                and shape.function_ratio <= cal.stuffing_max_function_ratio):
+            flags.append("keyword_stuffing")
+        if f["fluency"] <= cal.shuffle_fluency and len(words(p.text)) >= 8:
+            flags.append("shuffled")
+        other = cal.scale(f["other_ref_cos"], p.language) if f["other_ref_cos"] > -1 else -np.inf
+        if reference < cal.off_topic_floor or (other - reference >= cal.off_topic_margin):
+            flags.append("off_topic")
+        if f["injection"] or f["injected_segments"]:
+            flags.append("injection_suspected")
+        if hint and hint != p.language:
+            flags.append("language_mismatch")
+        if p.truncated:
+            flags.append("truncated")
+        return flags
+
+    def _empty(self, c: CompiledQuestion, p: Prepared, elapsed: float) -> GradeResult:
+        lang = p.language
+        points = [PointResult(id=k.id, text=k.text.get(lang), weight=k.weight, covered=False, score=0.0,
+                              cosine=0.0, euclidean=float(np.sqrt(2)), evidence=None)
+                  for k in c.rubric.key_points]
+        return GradeResult(
+            question_id=c.rubric.id, score=0.0,
+            similarity=Similarity(cosine=0.0, euclidean=float(np.sqrt(2)), reference=0),
+            points=points, errors=[], flags=["empty"],
+            feedback=build_feedback(0.0, points, [], ["empty"], lang),
+            model=self.embedder.model_id, calibration=self.calibration.label, language=lang,
+            answer_chars=p.original_chars, graded_chars=0, timing_ms=round(elapsed, 2),
+        )
+
+
+__all__ = ["Grader", "GraderError", "rubric_from_custom"]

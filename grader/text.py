@@ -1,0 +1,141 @@
+"""Text handling before embedding: normalisation, language, sentence splitting, length caps."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from grader.schema import Lang
+
+MAX_ANSWER_CHARS = 6000
+MAX_SEGMENTS = 48
+_LONG_SENTENCE = {"zh": 90, "en": 320}  # characters; longer sentences are also split at clauses
+
+_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff]")
+_HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.S)
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*|\d+(?:\.\d+)?|[\u3400-\u4dbf\u4e00-\u9fff]")
+
+# A sentence ends at Chinese end punctuation, or at . ! ? followed by space (not inside "e.g." or 0.1).
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?])|(?<=[A-Za-z0-9)\]\"'%][.])\s+(?=[A-Z\"'(\[0-9])|\n+")
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "et al.", "vs.", "cf.", "Fig.", "Eq.")
+_CLAUSE_END = re.compile(r"(?<=[，,；;：:])")
+_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)、]|[（(]\d+[)）]|[一二三四五六七八九十]+[、.])\s*")
+
+
+FUNCTION_WORDS_EN = frozenset(
+    "the a an is are was were be been it its this that these those of to in on for with by as "
+    "and or but so because since which who what when where how why not no can could will would "
+    "should may might must do does did has have had than then there their they we you i he she "
+    "each every all any more most less very also only just into from at if while".split()
+)
+FUNCTION_CHARS_ZH = frozenset("的是了在把被因为所以可以和与会让使通过这那每个一就都也而且但如果并对从到将其于之")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*|\d+(?:\.\d+)?|[√∞²]")
+
+
+def content_terms(text: str) -> set[str]:
+    """Words that carry content: English words minus function words, Chinese character bigrams.
+
+    >>> sorted(content_terms("BERT uses the WordPiece tokenizer,不是字节对"))
+    ['bert', 'tokenizer', 'use', 'wordpiece', '字节']
+    """
+    terms = set()
+    for word in _TERM.findall(text):
+        word = word.lower()
+        if word not in FUNCTION_WORDS_EN:
+            terms.add(word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word)
+    for run in _HAN_RUN.findall(text):
+        terms.update(run[i : i + 2] for i in range(len(run) - 1) if not (set(run[i : i + 2]) & FUNCTION_CHARS_ZH))
+    return terms
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An answer ready to embed."""
+
+    original_chars: int
+    text: str  # normalised and capped
+    hidden_text: str  # text removed from view (HTML comments): checked for injection, not graded
+    truncated: bool
+    language: Lang
+    segments: list[str]
+
+
+def normalise(text: str) -> tuple[str, str]:
+    """NFKC, drop zero-width characters, strip HTML; return (visible text, hidden comment text)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _ZERO_WIDTH.sub("", text)
+    hidden = " ".join(m.group(0) for m in _HTML_COMMENT.finditer(text))
+    text = _HTML_TAG.sub(" ", _HTML_COMMENT.sub(" ", text))
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = re.sub(r"\n\s*\n+", "\n", text)
+    return text.strip(), hidden
+
+
+def detect_language(text: str) -> Lang:
+    """Chinese if Han characters outnumber Latin words (Chinese answers mix in English terms)."""
+    cjk = len(_CJK.findall(text))
+    latin = len(_LATIN_WORD.findall(text))
+    return "zh" if cjk > 0 and cjk >= latin else "en"
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words for English and single Han characters for Chinese."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def split_sentences(text: str, lang: Lang | None = None) -> list[str]:
+    """Split into sentences (Chinese and English rules); long sentences are cut at clauses.
+
+    >>> split_sentences("多头注意力很有用。它能并行!Yes, e.g. this. Next one")
+    ['多头注意力很有用。', '它能并行!', 'Yes, e.g. this.', 'Next one']
+    """
+    lang = lang or detect_language(text)
+    protected = text
+    for i, abbreviation in enumerate(_ABBREVIATIONS):
+        protected = protected.replace(abbreviation, abbreviation.replace(".", f"\x00{i}"))
+    pieces: list[str] = []
+    for raw in _SENTENCE_END.split(protected):
+        if raw is None:
+            continue
+        sentence = _BULLET.sub("", raw.strip()).strip()
+        for i, abbreviation in enumerate(_ABBREVIATIONS):
+            sentence = sentence.replace(abbreviation.replace(".", f"\x00{i}"), abbreviation)
+        if not sentence or not re.search(r"\w", sentence):
+            continue
+        if len(sentence) > _LONG_SENTENCE[lang]:
+            pieces.extend(_split_clauses(sentence, _LONG_SENTENCE[lang]))
+        else:
+            pieces.append(sentence)
+    return pieces
+
+
+def _split_clauses(sentence: str, limit: int) -> list[str]:
+    """Group clauses of an overlong sentence into chunks of at most ``limit`` characters."""
+    chunks: list[str] = []
+    current = ""
+    for clause in _CLAUSE_END.split(sentence):
+        if current and len(current) + len(clause) > limit:
+            chunks.append(current.strip())
+            current = ""
+        current += clause
+    if current.strip():
+        chunks.append(current.strip())
+    return chunks
+
+
+def prepare(answer: str, max_chars: int = MAX_ANSWER_CHARS) -> Prepared:
+    """Normalise, cap and segment an answer."""
+    text, hidden = normalise(answer)
+    truncated = len(text) > max_chars
+    if truncated:
+        cut = text[:max_chars]
+        boundary = max(cut.rfind(c) for c in "。.!?！？\n")
+        text = cut[: boundary + 1] if boundary > max_chars // 2 else cut
+    language = detect_language(text)
+    segments = split_sentences(text, language)[:MAX_SEGMENTS]
+    return Prepared(len(answer), text, hidden, truncated, language, segments)
