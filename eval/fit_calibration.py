@@ -88,12 +88,13 @@ def _logistic(x: np.ndarray, y: np.ndarray) -> Logistic:
     return Logistic(weights=[round(float(w), 4) for w in model.coef_[0]], bias=round(float(model.intercept_[0]), 4))
 
 
-def _threshold_for_precision(p: np.ndarray, y: np.ndarray, precision: float, floor: float) -> float:
-    for t in np.arange(floor, 0.99, 0.01):
+def _threshold(p: np.ndarray, y: np.ndarray, correct: np.ndarray, precision: float, max_false_on_correct: float) -> float:
+    """Lowest threshold whose flags are mostly right and rarely hit a correct answer."""
+    for t in np.arange(0.5, 0.995, 0.005):
         flagged = p >= t
-        if flagged.sum() and y[flagged].mean() >= precision:
-            return round(float(t), 2)
-    return 0.99
+        if flagged.sum() and y[flagged].mean() >= precision and (flagged & ~y & correct).sum() <= max_false_on_correct:
+            return round(float(t), 3)
+    return 0.995
 
 
 def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
@@ -105,7 +106,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     provisional = Calibration(
         model=model, label="provisional", floor=floor, ceiling=ceiling,
         point=Logistic(weights=[1.0, 1.0], bias=0.0), point_covered=0.5,
-        misconception=Logistic(weights=[1.0, 1.0, 1.0, 1.0], bias=0.0), misconception_flag=0.99,
+        misconception=Logistic(weights=[1.0, 1.0, 1.0, 1.0, 1.0], bias=0.0), misconception_flag=0.99,
         score=ScoreModel(coverage_weight=1, reference_weight=0, bias=0,
                          penalty={"major": 0, "moderate": 0, "minor": 0}),
         off_topic_margin=99, off_topic_floor=-99, shuffle_fluency=-1, stuffing_max_item_words=0,
@@ -138,18 +139,18 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
             continue
         claim = scale(f["claim"], f["lang"])
         margin = claim - scale(f["correction"], f["lang"])
-        lexical, probe = f["lexical"], f["claim_probe"]
+        lexical, probe, polarity = f["lexical"], f["claim_probe"], f["polarity"]
         for j, m in enumerate(rubric.misconceptions):
-            row = int(probe[:, j].argmax())
-            xs.append([probe[row, j], claim[row, j], margin[row, j], lexical[row, j]])
+            row = int((probe[:, j] - 2 * polarity[:, j]).argmax())
+            xs.append([probe[row, j], claim[row, j], margin[row, j], lexical[row, j], polarity[row, j]])
             ys.append(m.id in r["errors"])
             owners.append(r["kind"])
     x, y = np.array(xs), np.array(ys)
     misconception = _logistic(x, y)
     p = misconception(*x.T)
-    flag = _threshold_for_precision(p, y, precision=0.75, floor=0.5)
-    flagged = p >= flag
     correct_kinds = np.isin(owners, ["excellent", "good"])
+    flag = _threshold(p, y, correct_kinds, precision=0.8, max_false_on_correct=0.02 * correct_kinds.sum() / 5)
+    flagged = p >= flag
     report["misconceptions"] = {
         "pairs": int(len(y)), "positives": int(y.sum()), "threshold": flag,
         "recall": round(float(flagged[y].mean()), 3) if y.sum() else None,
@@ -167,7 +168,8 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
             counts = {"major": 0, "moderate": 0, "minor": 0}
             if f["claim"].size:
                 claim = scale(f["claim"], f["lang"])
-                prob = misconception(f["claim_probe"], claim, claim - scale(f["correction"], f["lang"]), f["lexical"])
+                prob = misconception(f["claim_probe"], claim, claim - scale(f["correction"], f["lang"]), f["lexical"],
+                                     f["polarity"])
                 for j, m in enumerate(rubric.misconceptions):
                     if prob[:, j].max() >= flag:
                         counts[m.severity] += 1

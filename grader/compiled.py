@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from grader.schema import Rubric
-from grader.text import content_terms, split_sentences
+from grader.text import content_terms, negated, split_sentences
 
 
 @dataclass
@@ -79,6 +79,7 @@ class CompiledQuestion:
     points: Rows = field(default_factory=Rows)
     claims: Rows = field(default_factory=Rows)
     corrections: Rows = field(default_factory=Rows)
+    claim_negated: list[dict[str, bool]] = field(default_factory=list)  # per language
     claim_terms: list[set[str]] = field(default_factory=list)  # words in the claim, not its correction
     correction_terms: list[set[str]] = field(default_factory=list)  # and the reverse
     point_probe: Probe | None = None
@@ -99,6 +100,7 @@ class CompiledQuestion:
             wrong = content_terms(" ".join([misconception.claim.zh, misconception.claim.en, *misconception.paraphrases]))
             right = content_terms(f"{misconception.correction.zh} {misconception.correction.en}")
             compiled.claim_terms.append(wrong - right)
+            compiled.claim_negated.append({lang: negated(misconception.claim.get(lang)) for lang in ("zh", "en")})
             compiled.correction_terms.append(right - wrong)
         return compiled
 
@@ -121,6 +123,12 @@ class CompiledQuestion:
             [np.vstack([correct, self.corrections.of(j)]) for j in range(n_claims)],
             dim,
         )
+
+    def polarity_mismatch(self, sentences: list[str], lang: str) -> np.ndarray:
+        """(n_sentences, n_misconceptions): 1 where one of sentence and claim is negated and the other not."""
+        sentence_negated = np.array([negated(s) for s in sentences], dtype=bool)[:, None]
+        claim_negated = np.array([n[lang] for n in self.claim_negated], dtype=bool)[None, :]
+        return (sentence_negated != claim_negated).astype(float)
 
     def lexical_margin(self, sentences: list[str]) -> np.ndarray:
         """(n_sentences, n_misconceptions): words shared with the wrong claim minus with the correction."""

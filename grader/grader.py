@@ -208,6 +208,7 @@ class Grader:
             "correction": corr_per,
             "lexical": c.lexical_margin(candidate_text),
             "claim_probe": c.claim_probe(cand),
+            "polarity": c.polarity_mismatch(candidate_text, p.language),
             "candidate_text": candidate_text,
             "other_ref_cos": other_best,
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
@@ -249,7 +250,7 @@ class Grader:
         if f["claim"].size:
             claim = cal.scale(f["claim"], lang)
             margin = claim - cal.scale(f["correction"], lang)
-            probability = cal.misconception(f["claim_probe"], claim, margin, f["lexical"])
+            probability = cal.misconception(f["claim_probe"], claim, margin, f["lexical"], f["polarity"])
             for j, misconception in enumerate(rubric.misconceptions):
                 row = int(probability[:, j].argmax())
                 if probability[row, j] >= cal.misconception_flag:

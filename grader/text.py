@@ -10,7 +10,7 @@ from grader.schema import Lang
 
 MAX_ANSWER_CHARS = 6000
 MAX_SEGMENTS = 48
-_LONG_SENTENCE = {"zh": 90, "en": 320}  # characters; longer sentences are also split at clauses
+_LONG_SENTENCE = {"zh": 45, "en": 160}  # characters; longer sentences are also split at clauses
 
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff]")
 _HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.S)
@@ -51,6 +51,18 @@ def content_terms(text: str) -> set[str]:
     for run in _HAN_RUN.findall(text):
         terms.update(run[i : i + 2] for i in range(len(run) - 1) if not (set(run[i : i + 2]) & FUNCTION_CHARS_ZH))
     return terms
+
+
+_NEGATION_EN = re.compile(
+    r"\b(?:not|no|never|cannot|neither|nor|without|instead|rather|myth|misconception|wrong|incorrect|"
+    r"false|mistaken|doesn't|don't|isn't|aren't|wasn't|won't|can't|shouldn't|needn't|didn't)\b", re.I)
+_NEGATION_ZH = re.compile(r"不|没|无|非|未|别|误以为|误解|错误")
+_NOT_NEGATION_ZH = re.compile(r"不同|不断|不仅|不少|不管|不论|不过|无论|非常|非线性|并非常|无数|别的|区别|分别|类别|识别|级别|个别")
+
+
+def negated(text: str) -> bool:
+    """Whether a sentence denies or corrects something ("is not", "并不", "a common myth")."""
+    return bool(_NEGATION_EN.search(text) or _NEGATION_ZH.search(_NOT_NEGATION_ZH.sub("", text)))
 
 
 @dataclass(frozen=True)
