@@ -11,6 +11,8 @@ against 0.82 with multilingual-e5-small).
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +20,9 @@ from sklearn.linear_model import LogisticRegression
 
 from grader.schema import Rubric
 from grader.text import content_terms, negated, split_sentences
+
+
+PROBE_VERSION = 1  # bump when the probes' training data or method changes
 
 
 @dataclass
@@ -106,6 +111,23 @@ class CompiledQuestion:
 
     def all_rows(self) -> list[Rows]:
         return [self.questions, self.references, self.reference_sentences, self.points, self.claims, self.corrections]
+
+    def probe_key(self, model_id: str, unrelated: np.ndarray) -> str:
+        digest = hashlib.sha256(f"{PROBE_VERSION}\0{model_id}\0{self.rubric.model_dump_json()}".encode())
+        digest.update(unrelated.tobytes())
+        return "probe:" + digest.hexdigest()
+
+    def probes_to_bytes(self) -> bytes:
+        assert self.point_probe and self.claim_probe
+        buffer = io.BytesIO()
+        np.savez(buffer, pw=self.point_probe.weights, pb=self.point_probe.bias,
+                 cw=self.claim_probe.weights, cb=self.claim_probe.bias)
+        return buffer.getvalue()
+
+    def probes_from_bytes(self, blob: bytes) -> None:
+        arrays = np.load(io.BytesIO(blob))
+        self.point_probe = Probe(arrays["pw"], arrays["pb"])
+        self.claim_probe = Probe(arrays["cw"], arrays["cb"])
 
     def fit_probes(self, unrelated: np.ndarray) -> None:
         """Train the point and misconception probes (needs every row's vectors)."""

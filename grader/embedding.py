@@ -104,6 +104,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB)")
         self._db.commit()
 
     def _key(self, text: str) -> str:
@@ -133,6 +134,18 @@ class EmbeddingCache:
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys])
+
+
+    def get_blob(self, key: str) -> bytes | None:
+        """Other per-model artifacts derived from fixed texts (fitted probes)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
+            self._db.commit()
 
 
 def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu") -> Embedder:

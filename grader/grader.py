@@ -16,7 +16,6 @@ from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
 from grader.detectors import copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
 from grader.embedding import EmbeddingCache, Embedder, get_embedder
-from grader.errors import GraderError
 from grader.feedback import build_feedback
 from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
 from grader.schema import (
@@ -32,27 +31,13 @@ def rubric_from_custom(custom: CustomQuestion) -> Rubric:
     texts = custom.key_points or [s for ref in custom.references for s in split_sentences(ref)][:9]
     points = [KeyPoint(id=f"p{i + 1}", text=Bilingual(zh=t, en=t)) for i, t in enumerate(texts)]
     return Rubric(
-        id=custom.id if custom.id != "custom" else "custom",
+        id=custom.id,
         topic="APP",
         difficulty=2,
         question=Bilingual(zh=custom.question, en=custom.question),
         references=[Bilingual(zh=r, en=r) for r in custom.references],
         key_points=points,
     )
-
-
-def _best_by_owner(sims: np.ndarray, owners: list[int], n_owners: int) -> tuple[np.ndarray, np.ndarray]:
-    """For an (n_candidates, n_rows) similarity matrix, the best value per owner and its candidate."""
-    best = np.full(n_owners, -1.0)
-    where = np.zeros(n_owners, dtype=int)
-    if sims.size == 0:
-        return best, where
-    per_row_best = sims.max(0)
-    per_row_arg = sims.argmax(0)
-    for row, owner in enumerate(owners):
-        if per_row_best[row] > best[owner]:
-            best[owner], where[owner] = per_row_best[row], per_row_arg[row]
-    return best, where
 
 
 class Grader:
@@ -81,7 +66,7 @@ class Grader:
         self._compile(list(bank))
         refs = [(i, r) for i, q in enumerate(self._compiled.values()) for r in q.references.vectors]
         self._bank_ids = list(self._compiled)
-        self._bank_ref_owner = [i for i, _ in refs]
+        self._bank_ref_owner = np.array([i for i, _ in refs], dtype=int)
         self._bank_refs = np.stack([v for _, v in refs]) if refs else np.zeros((0, embedder.dim))
         self._known_pairs = {pair for c in self._compiled.values() for rows in c.all_rows()
                              for text in rows.texts for pair in token_pairs(text)}
@@ -106,7 +91,13 @@ class Grader:
             for rows in c.all_rows():
                 rows.vectors = vectors[start : start + len(rows.texts)]
                 start += len(rows.texts)
-            c.fit_probes(self._unrelated)
+            key = c.probe_key(self.embedder.model_id, self._unrelated)
+            blob = self.cache.get_blob(key)
+            if blob is None:
+                c.fit_probes(self._unrelated)
+                self.cache.put_blob(key, c.probes_to_bytes())
+            else:
+                c.probes_from_bytes(blob)
             if c.rubric.id in self.bank:
                 self._compiled[c.rubric.id] = c
         return compiled
@@ -141,10 +132,13 @@ class Grader:
         return results
 
     def features_many(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[dict | None]:
-        """The raw features of each answer (None for an empty one); used to fit calibrations."""
-        return [self.features(*item) if item[1].text else None for item in self._encode(items)]
+        """The raw features of each answer (None for an empty one); used to fit calibrations.
 
-    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[tuple]:
+        Answer embeddings go through the disk cache here, so refitting on the same data is quick.
+        """
+        return [self.features(*item) if item[1].text else None for item in self._encode(items, self.cache.encode)]
+
+    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[tuple]:
         """(compiled question, prepared answer, answer vector, sentence vectors) per item."""
         compiled = [self.compiled(q) for q, _ in items]
         prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
@@ -154,7 +148,7 @@ class Grader:
             spans.append((len(texts), len(p.segments)))
             if p.text:
                 texts += [p.text, *p.segments]
-        vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dim))
+        vectors = (encode or self.embedder.encode)(texts) if texts else np.zeros((0, self.embedder.dim))
         encoded = []
         for c, p, (start, n_seg) in zip(compiled, prepared, spans, strict=True):
             if not p.text:
@@ -184,7 +178,7 @@ class Grader:
         ref_cos = cos_matrix(answer_vec, c.references.vectors)[0]
         ref_dist = euclidean_matrix(answer_vec, c.references.vectors)[0]
         best_ref_row = int(ref_cos.argmax())
-        point_best, _ = _best_by_owner(self._sims(cand, c.points), c.points.owner, len(rubric.key_points))
+        point_cos = self._per_owner(self._sims(cand, c.points), c.points.owner, len(rubric.key_points))
         point_probe = c.point_probe(cand)
         point_where = point_probe.argmax(0) if len(cand) else np.zeros(len(rubric.key_points), dtype=int)
         claim_per = self._per_owner(self._sims(cand, c.claims), c.claims.owner, len(rubric.misconceptions))
@@ -194,14 +188,14 @@ class Grader:
         if len(self._bank_refs):
             bank_cos = cos_matrix(answer_vec, self._bank_refs)[0]
             own = self._bank_ids.index(rubric.id) if rubric.id in self._compiled else -1
-            others = [s for s, o in zip(bank_cos, self._bank_ref_owner, strict=True) if o != own]
-            other_best = float(max(others)) if others else -1.0
+            others = bank_cos[self._bank_ref_owner != own]
+            other_best = float(others.max()) if len(others) else -1.0
         question_text = " ".join(c.questions.texts)
         return {
             "ref_cos": float(ref_cos[best_ref_row]),
             "ref_dist": float(ref_dist[best_ref_row]),
             "ref_index": c.references.owner[best_ref_row],
-            "point_cos": point_best,
+            "point_cos": point_cos.max(0) if len(cand) else np.full(len(rubric.key_points), -1.0),
             "point_probe": point_probe.max(0) if len(cand) else np.full(len(rubric.key_points), -10.0),
             "point_evidence": [candidate_text[i] if len(candidate_text) else None for i in point_where],
             "claim": claim_per,
@@ -326,4 +320,4 @@ class Grader:
         )
 
 
-__all__ = ["Grader", "GraderError", "rubric_from_custom"]
+__all__ = ["Grader", "rubric_from_custom"]

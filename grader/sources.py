@@ -1,0 +1,95 @@
+"""Reading question-and-answer documents scraped from the web (the seed articles and their like).
+
+Such pages carry HTML residue, pinyin glosses injected after characters, ad and spam lines, and
+Traditional characters. ``clean_document`` strips that; ``split_items`` finds numbered items, and
+the auditor decides which of them are questions of the bank.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from grader.errors import InputError
+
+_PINYIN_GLOSS = re.compile(r"(?<=[\u4e00-\u9fff])\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\)")
+_ENTITY_RESIDUE = re.compile(r"&?#x([0-9a-fA-F]{2,5});")
+_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|<[a-zA-Z]+[^<>]{0,40}$")
+# Page furniture: short UI strings, link lines, and the spam link lists scraped pages end with.
+_UI_LINE = re.compile(r"相关文章|还没有评论|快来抢沙发|点击上方|點擊上方|星标|星標|置顶|置頂|原文链接|原文鏈接|"
+                      r"瀏覽|浏览|點贊|点赞|評論|评论|收藏|分享|舉報|举报|扫码|掃碼|公众号|公眾號|当前位置|首页")
+_LINK_LINE = re.compile(r"https?://|www\.|\.(?:com|cn|net)\b")
+_SPAM_WORDS = re.compile(r"成人|色情|裸聊|约炮|福利视频|性感美女|人妻|加勒比|屄|网站|建站|seo|推广|引流", re.I)
+_NUMBERED = re.compile(r"(?:(?<=^)|(?<=[\s。！？?!:：>）)]))(\d{1,3})\s*[.,、，．:：]\s*(?!\d)")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A numbered piece of a document: its number, its first sentence, and what follows."""
+
+    number: int
+    head: str
+    body: str
+    offset: int
+
+
+@lru_cache(maxsize=1)
+def _to_simplified():
+    try:
+        import opencc
+    except ImportError:  # conversion helps matching but is not required
+        return None
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    converter = _to_simplified()
+    return converter.convert(text) if converter else text
+
+
+def read_document(path: Path) -> str:
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+
+
+def clean_document(raw: str) -> str:
+    """Plain Simplified-Chinese text with glosses, markup, entities and spam lines removed."""
+    text = _ENTITY_RESIDUE.sub(lambda m: chr(int(m.group(1), 16)), raw)
+    text = html.unescape(text)
+    text = _TAG.sub(" ", text)
+    text = _PINYIN_GLOSS.sub("", text)
+    text = text.replace("\ufffd", "")
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if (not line or (_UI_LINE.search(line) and len(line) < 40) or (_LINK_LINE.search(line) and len(line) < 200)
+                or (len(_SPAM_WORDS.findall(line)) >= 2 and len(line) < 300)):
+            continue
+        lines.append(line)
+    return to_simplified("\n".join(lines))
+
+
+def split_items(text: str) -> list[Item]:
+    """Every numbered item ("12." "12," "12、") with its first sentence and the text up to the next one."""
+    starts = list(_NUMBERED.finditer(text))
+    items = []
+    for i, match in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        chunk = text[match.end() : end].strip()
+        head_end = _question_end(chunk)
+        items.append(Item(int(match.group(1)), chunk[:head_end].strip(), chunk[head_end:].strip(), match.start()))
+    return items
+
+
+def _question_end(chunk: str) -> int:
+    for i, char in enumerate(chunk[:300]):
+        if char in "?？\n":
+            return i + 1
+    return min(len(chunk), 120)
