@@ -43,9 +43,12 @@ def score_audit(report: AuditReport) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--report", type=Path, help="also write the full audit report (JSON) here")
     args = parser.parse_args(argv)
     report = audit(Grader.from_settings(), sorted(SEEDS.glob("0*.txt")))
     result = score_audit(report)
+    if args.report:
+        args.report.write_text(report.model_dump_json(indent=1), encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))  # noqa: T201
     else:

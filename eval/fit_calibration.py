@@ -107,9 +107,10 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
         model=model, label="provisional", floor=floor, ceiling=ceiling,
         point=Logistic(weights=[1.0, 1.0], bias=0.0), point_covered=0.5,
         misconception=Logistic(weights=[1.0, 1.0, 1.0, 1.0, 1.0], bias=0.0), misconception_flag=0.99,
+        misconception_audit_flag=0.99,
         score=ScoreModel(coverage_weight=1, reference_weight=0, bias=0,
                          penalty={"major": 0, "moderate": 0, "minor": 0}),
-        off_topic_margin=99, off_topic_floor=-99, shuffle_fluency=-1, stuffing_max_item_words=0,
+        off_topic_margin=99, off_topic_floor=-99, shuffle_fluency=-1, shuffle_grammar=99, stuffing_max_item_words=0,
         stuffing_max_function_ratio=0, stuffing_min_items=99, injection_similarity=99, caps={},
     )
     grader = Grader(embedder, bank, settings.cache_dir / "embeddings", calibration=provisional)
@@ -151,6 +152,10 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     correct_kinds = np.isin(owners, ["excellent", "good"])
     flag = _threshold(p, y, correct_kinds, precision=0.8, max_false_on_correct=0.02 * correct_kinds.sum() / 5)
     flagged = p >= flag
+    # Auditing reference material wants recall more than candidate grading does: a second operating point.
+    audit_flag = _threshold(p, y, correct_kinds, precision=0.6, max_false_on_correct=0.1 * correct_kinds.sum() / 5)
+    report["misconceptions_audit"] = {"threshold": audit_flag, "recall": round(float((p >= audit_flag)[y].mean()), 3),
+                                      "precision": round(float(y[p >= audit_flag].mean()), 3)}
     report["misconceptions"] = {
         "pairs": int(len(y)), "positives": int(y.sum()), "threshold": flag,
         "recall": round(float(flagged[y].mean()), 3) if y.sum() else None,
@@ -210,6 +215,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     calibration = Calibration(
         model=model, label=f"fitted for {model}", floor=floor, ceiling=ceiling,
         point=point, point_covered=0.5, misconception=misconception, misconception_flag=flag,
+        misconception_audit_flag=audit_flag,
         score=score, caps=CAPS,
         fitted_on=f"{', '.join(data_files)} (sha256 {digest}) + gaming answers made from them",
         command=f"python -m eval.fit_calibration --model {model}", **detectors,
@@ -235,8 +241,12 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, scale) -> dict:
     g_sh = np.array([f["fluency"] for f in long_enough])
     x_sh = values(gaming, x_feats, lambda f: f["fluency"], "shuffled")
     shuffle = round(float(g_sh.min() - 0.05), 3)
-    report["shuffled"] = {"threshold": shuffle, "recall": round(float((x_sh <= shuffle).mean()), 3),
-                          "genuine_min": round(float(g_sh.min()), 3), "shuffled_median": round(float(np.median(x_sh)), 3)}
+    g_gr = np.array([f["grammar"] for f in long_enough])
+    x_gr = values(gaming, x_feats, lambda f: f["grammar"], "shuffled")
+    grammar = round(float(g_gr.max() + 0.05), 3)
+    caught = (x_sh <= shuffle) | (x_gr >= grammar)
+    report["shuffled"] = {"fluency_threshold": shuffle, "grammar_threshold": grammar,
+                          "recall": round(float(caught.mean()), 3)}
     # Keyword stuffing: many short list items and few function words.
     best = (0.0, 3, 0.0, 0.0)
     g_shape = [f["shape"] for f in g_feats]
@@ -253,7 +263,7 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, scale) -> dict:
     report["keyword_stuffing"] = {"recall": round(best[0], 3), "min_items": best[1],
                                   "max_item_words": best[2], "max_function_ratio": best[3]}
     return {
-        "off_topic_margin": margin, "off_topic_floor": floor, "shuffle_fluency": shuffle,
+        "off_topic_margin": margin, "off_topic_floor": floor, "shuffle_fluency": shuffle, "shuffle_grammar": grammar,
         "stuffing_min_items": best[1], "stuffing_max_item_words": best[2],
         "stuffing_max_function_ratio": best[3],
         "injection_similarity": round(max(float(np.max(scale(f["injection_cos"], f["lang"])))

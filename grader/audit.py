@@ -19,7 +19,7 @@ from grader.schema import GradeResult
 from grader.similarity import cos_matrix
 from grader.sources import clean_document, read_document, split_items
 
-MIN_ANSWER_CHARS = 15
+MIN_ANSWER_CHARS = 5
 _ANSWER_PREFIX = re.compile(r"^\s*(?:答案|回答|答|解答|参考答案)\s*[:：]\s*")
 
 
@@ -82,7 +82,13 @@ def audit(grader: Grader, paths: list[Path], min_match: float = 0.75) -> AuditRe
                 best[key] = (entry, answer)
         for entry, answer in sorted(best.values(), key=lambda pair: pair[0].number):
             (pending if entry.status == "graded" else found).append((entry, answer) if entry.status == "graded" else entry)
-    results = grader.grade_many([(entry.question_id, answer, None) for entry, answer in pending])
+    # Reference material is checked for recall: flag at the calibration's audit operating point.
+    strict = grader.calibration
+    grader.calibration = strict.model_copy(update={"misconception_flag": strict.misconception_audit_flag})
+    try:
+        results = grader.grade_many([(entry.question_id, answer, None) for entry, answer in pending])
+    finally:
+        grader.calibration = strict
     found += [entry.model_copy(update={"result": result}) for (entry, _), result in zip(pending, results, strict=True)]
     found.sort(key=lambda e: (e.source, e.number))
     graded = [e.result for e in found if e.result is not None]

@@ -189,6 +189,187 @@ def examples(
     _guarded(run)
 
 
+@app.command()
+def audit(
+    paths: Annotated[list[Path], typer.Argument(help="Documents to check (HTML or text, UTF-8).")],
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Grade the answers found in reference documents and list the errors they teach."""
+    from grader.audit import audit as run_audit
+
+    def run() -> None:
+        for path in paths:
+            read_text_file(path)  # refuse unreadable input before loading the model
+        report = run_audit(_load_grader(model), paths)
+        if as_json:
+            out.print(report.model_dump_json(indent=2), highlight=False, soft_wrap=True)
+            return
+        current = None
+        for item in report.items:
+            if item.source != current:
+                current = item.source
+                out.print(f"\n[bold]{current}[/]", highlight=False)
+            if item.result is None:
+                out.print(f"  Q{item.number:<3} {item.question_id}: [dim]no answer[/]", highlight=False)
+                continue
+            errors = item.result.errors
+            colour = "red" if errors else "green"
+            out.print(f"  Q{item.number:<3} {item.question_id}: score {item.result.score:.1f}  "
+                      f"[{colour}]{len(errors)} error(s)[/]", highlight=False)
+            for error in errors:
+                out.print(f"       [red]{error.severity}[/] {error.misconception_id}: {error.evidence[:100]}"
+                          f"\n       [green]correction[/]: {error.correction}", highlight=False)
+        summary = report.summary
+        out.print(f"\n{summary.answers_graded} answers graded in {summary.files} file(s) "
+                  f"({summary.questions_found} questions found); {summary.answers_with_errors} hold at least "
+                  f"one flagged error ({summary.errors_flagged} errors); mean score {summary.mean_score}",
+                  highlight=False)
+    _guarded(run)
+
+
+# ---------------------------------------------------------------- mock interview (grader/interview*.py)
+
+
+@app.command()
+def interview(
+    topic: Annotated[Optional[list[str]], typer.Option("--topic", "-t", help=f"Topic code, repeatable: {', '.join(TOPICS)}.")] = None,  # noqa: UP045,E501
+    difficulty: Annotated[Optional[int], typer.Option(min=1, max=3, help="Only questions of this level.")] = None,  # noqa: UP045,E501
+    lang: Annotated[Optional[str], typer.Option(help="Language of the questions: zh or en (default en).")] = None,  # noqa: UP045,E501
+    count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, max=50, help="Number of questions (default 5).")] = None,  # noqa: UP045,E501
+    time_limit: Annotated[Optional[int], typer.Option("--time-limit", min=10, help="Seconds per question (default: none).")] = None,  # noqa: UP045,E501
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished session.")] = False,
+    session_id: Annotated[Optional[str], typer.Option("--session", help="Continue this session id instead.")] = None,  # noqa: UP045,E501
+    seed: Annotated[Optional[int], typer.Option(help="Fix the question draw.")] = None,  # noqa: UP045
+    model: ModelOption = None,
+) -> None:
+    """Practise a mock interview: graded answers, hints, follow-up questions, a saved transcript.
+
+    Without options on a terminal an opening menu asks for topics, level, language, count and time.
+    """
+    def run() -> None:
+        from grader.interview import Interview, new_session
+        from grader.interview_models import InterviewConfig
+        from grader.interview_store import SessionStore
+        from grader.interview_term import BackgroundGrader, PlainReader, TerminalReader, choose_config
+
+        settings = get_settings()
+        store, bank = SessionStore(settings.sessions_dir), load_bank(settings.bank_dir)
+        session = None
+        if resume or session_id:
+            session = store.load(session_id) if session_id else store.latest_unfinished()
+            if session is None:
+                _fail(f"no unfinished session in {store.folder}; start one with `grader interview`")
+            elif session.status == "finished":
+                _fail(f"session {session.id} is already finished; `grader history` shows it")
+        topics = [t.upper() for t in topic or []]
+        if bad := [t for t in topics if t not in TOPICS]:
+            _fail(f"unknown topic {', '.join(bad)}; choose from {', '.join(TOPICS)}")
+        if lang not in (None, "zh", "en"):
+            _fail(f"--lang must be zh or en, not {lang!r}")
+
+        def load():
+            from grader.grader import Grader
+            return Grader.from_settings(settings, model=model)
+
+        loader = BackgroundGrader(load, label=model or settings.embed_model)  # starts now, the menu does not wait
+        console = Console(highlight=False)
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        read = TerminalReader(loader.status) if interactive else PlainReader(console=console)
+        if session is None:
+            config = InterviewConfig(topics=topics, difficulty=difficulty, lang=lang or "en", count=count or 5,  # type: ignore[arg-type]
+                                     time_limit=time_limit, seed=seed)
+            chosen = (topic, difficulty, lang, count, time_limit)
+            if interactive and all(option is None for option in chosen):
+                try:
+                    config = choose_config(read, console, bank, config)
+                except (EOFError, KeyboardInterrupt):
+                    raise typer.Exit(130) from None
+            session = new_session(store.new_id(), bank, config, store.sessions())
+            store.save(session)
+        Interview(session, bank, loader, read, console, store).run()
+    _guarded(run)
+
+
+@app.command()
+def history(as_json: JsonOption = False) -> None:
+    """Your progress over mock interviews: each session's mean, each topic's first and latest score."""
+    from grader.interview_store import SessionStore
+    from grader.interview_view import history as history_view
+
+    store = SessionStore(get_settings().sessions_dir)
+    sessions = store.sessions()
+    if as_json:
+        rows = [{"id": s.id, "created": s.created.isoformat(), "status": s.status, "lang": s.config.lang,
+                 "questions": len(s.questions), "done": s.answered_count(),
+                 "mean_score": s.mean_score(),
+                 "topics": {t: round(sum(v) / len(v), 2) for t, v in s.topic_scores().items()}} for s in sessions]
+        out.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    if not sessions:
+        out.print(f"No sessions yet in {store.folder}; start one with `grader interview`.", highlight=False)
+        return
+    out.print(history_view(sessions, out))
+
+
+@app.command()
+def batch(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV (comma, tab or semicolon; UTF-8, "
+                                               "UTF-8 with BOM or GBK) or JSONL, one answer per row.")],
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--output", "-o", help="CSV or JSONL (by suffix); default: INPUT.graded.csv next to the input.")] = None,
+    column: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--column", "-c", help="ROLE=NAME for a column named otherwise (roles: question_id, answer, candidate_id, "
+        "lang, question, reference, key_points), e.g. -c answer=回答.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--batch-size", min=1, help="Rows per encoder call and per commit (default GRADER_BATCH_SIZE, 64).")] = None,
+    encoding: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Input encoding (default: detected; UTF-8, UTF-8 with BOM, UTF-16, GBK).")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="CSV delimiter: comma, tab, semicolon or a character (default: detected from the header).")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Discard the output and start again (default: continue after its last row).")] = False,
+    prefix: Annotated[str, typer.Option(
+        help="Prefix for the added columns, when the input already has one (e.g. a human `score`).")] = "",
+    full: Annotated[bool, typer.Option("--full", help="Add a `result` column with the whole result as JSON.")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the Markdown report.")] = True,
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Grade a file of answers; stop it any time, the same command continues where it stopped."""
+    from grader.batch import BatchJob, Columns, LocalEngine
+    from grader.batch_progress import progress_for
+
+    def run() -> None:
+        size = batch_size or get_settings().batch_size
+        with BatchJob(input_path, output, columns=Columns.from_pairs(column or []), batch_size=size,
+                      encoding=encoding, delimiter=delimiter, restart=restart, prefix=prefix, full=full) as job:
+            err.print(f"{input_path}: {job.fmt.describe()} → {job.output_path}", highlight=False, soft_wrap=True)
+            if job.resumed.rows:
+                torn = f", cut {job.resumed.torn_bytes} bytes of an unfinished row" if job.resumed.torn_bytes else ""
+                err.print(f"continuing after row {job.resumed.last_row} ({job.resumed.rows} rows already "
+                          f"written{torn})", highlight=False, soft_wrap=True)
+            try:
+                grader = _load_grader(model)
+                with progress_for(err) as progress:
+                    summary = job.run(LocalEngine(grader), progress)
+            except KeyboardInterrupt:
+                err.print(f"\nstopped: the output holds every row up to row {job.last_row}; "
+                          "run the same command again to continue", highlight=False, soft_wrap=True)
+                raise typer.Exit(130) from None
+            if report:
+                summary.report = job.write_report(grader.bank)
+        if as_json:
+            out.print_json(summary.model_dump_json())
+            return
+        colour = "yellow" if summary.errors else "green"
+        out.print(f"[{colour}]{summary.rows} rows[/] graded in {summary.seconds:.0f} s ({summary.rows_per_second:.1f} "
+                  f"rows/s): {summary.graded} ok, {summary.errors} error rows; {summary.already_done} were already "
+                  f"done → {summary.output}" + (f"\nreport: {summary.report}" if summary.report else ""),
+                  highlight=False)
+    _guarded(run)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     app()

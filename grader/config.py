@@ -18,6 +18,13 @@ def _default_cache_dir() -> Path:
     return Path(base) / "grader"
 
 
+def _default_sessions_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "grader" / "sessions"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRADER_", extra="ignore")
 
@@ -29,6 +36,14 @@ class Settings(BaseSettings):
     bank_dir: Path = REPO_ROOT / "rubrics"
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     max_answer_chars: int = Field(default=6000, ge=200)
+    batch_size: int = Field(
+        default=64, ge=1, le=4096,
+        description="Rows `grader batch` grades with one encoder call and commits to the output at once.",
+    )
+    sessions_dir: Path = Field(
+        default_factory=_default_sessions_dir,
+        description="Where `grader interview` saves its transcripts (JSON and Markdown), one pair per session.",
+    )
 
 
 @lru_cache

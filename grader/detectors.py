@@ -113,6 +113,32 @@ def fluency_ratio(text: str, lang: Lang, known: set[tuple[str, str]], tries: int
     return float((own + 1) / (shuffled + 1))
 
 
+_DETERMINERS = frozenset("the a an this these those each every its their our my your".split())
+_PREPOSITIONS = frozenset("of in on at by for with from into than via per".split())
+_AUXILIARIES = frozenset("is are was were be been can could will would should may might must does do did has have had".split())
+_CONJUNCTIONS = frozenset("and or but because so while although".split())
+_CLOSED = _DETERMINERS | _PREPOSITIONS | _AUXILIARIES | _CONJUNCTIONS
+
+
+def broken_grammar_rate(text: str) -> float:
+    """Share of English word pairs that fluent text almost never has ("the of", "in is", "a and").
+
+    A determiner or preposition is followed by content, not by another function word or a
+    sentence end; word-shuffled English breaks this everywhere.
+    """
+    bad = total = 0
+    for piece in re.split(r"[.;!?\n]+", text):
+        tokens = [t for t in words(piece) if t.isalpha()]
+        for first, second in zip(tokens, [*tokens[1:], None], strict=False):
+            if first in _DETERMINERS:
+                total += 1
+                bad += second is None or second in _CLOSED
+            elif first in _PREPOSITIONS:
+                total += 1
+                bad += second is None or (second in _CLOSED and second not in _DETERMINERS)
+    return bad / total if total >= 4 else 0.0
+
+
 def shuffle_words(text: str, lang: Lang, seed: int = 13) -> str:
     """The same words in a random order (Chinese: two-character chunks), for the fluency check."""
     rng = random.Random(seed)

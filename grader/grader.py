@@ -14,7 +14,7 @@ import yaml
 
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
-from grader.detectors import copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
+from grader.detectors import broken_grammar_rate, copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
 from grader.embedding import EmbeddingCache, Embedder, get_embedder
 from grader.feedback import build_feedback
 from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
@@ -208,6 +208,7 @@ class Grader:
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
             "copied": copied_fraction(p.text, question_text),
             "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
+            "grammar": broken_grammar_rate(p.text) if p.language == "en" else 0.0,
             "injection": injection_evidence(p.text + " " + p.hidden_text),
             "injected_segments": sum(injected),
             "injection_cos": injection_cos,
@@ -292,7 +293,7 @@ class Grader:
         if (shape.items >= cal.stuffing_min_items and shape.mean_item_words <= cal.stuffing_max_item_words
                 and shape.function_ratio <= cal.stuffing_max_function_ratio):
             flags.append("keyword_stuffing")
-        if f["fluency"] <= cal.shuffle_fluency and len(words(p.text)) >= 8:
+        if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
             flags.append("shuffled")
         other = cal.scale(f["other_ref_cos"], p.language) if f["other_ref_cos"] > -1 else -np.inf
         if reference < cal.off_topic_floor or (other - reference >= cal.off_topic_margin):

@@ -57,10 +57,12 @@ class Calibration(BaseModel):
     point_covered: float = Field(description="Probability above which a point counts as covered.")
     misconception: Logistic = Field(description="P(claim stated | scaled claim similarity, margin).")
     misconception_flag: float
+    misconception_audit_flag: float = Field(description="Lower flag threshold for auditing reference material.")
     score: ScoreModel
     off_topic_margin: float = Field(description="Another question's reference closer by this much.")
     off_topic_floor: float = Field(description="Scaled reference similarity below which = off topic.")
     shuffle_fluency: float = Field(description="Fluency ratio (familiar word pairs vs a re-shuffle) at or below which text reads as shuffled.")
+    shuffle_grammar: float = Field(description="Share of broken English function-word pairs at or above which text reads as shuffled.")
     stuffing_max_item_words: float
     stuffing_max_function_ratio: float
     stuffing_min_items: int

@@ -10,10 +10,10 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from grader.errors import InputError
+from grader.text import to_simplified
 
 _PINYIN_GLOSS = re.compile(r"(?<=[\u4e00-\u9fff])\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\)")
 _ENTITY_RESIDUE = re.compile(r"&?#x([0-9a-fA-F]{2,5});")
@@ -34,20 +34,6 @@ class Item:
     head: str
     body: str
     offset: int
-
-
-@lru_cache(maxsize=1)
-def _to_simplified():
-    try:
-        import opencc
-    except ImportError:  # conversion helps matching but is not required
-        return None
-    return opencc.OpenCC("t2s")
-
-
-def to_simplified(text: str) -> str:
-    converter = _to_simplified()
-    return converter.convert(text) if converter else text
 
 
 def read_document(path: Path) -> str:
@@ -84,6 +70,10 @@ def split_items(text: str) -> list[Item]:
         end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
         chunk = text[match.end() : end].strip()
         head_end = _question_end(chunk)
+        # A question asked in several sentences ("...? ...?") keeps going until its last "?".
+        while (following := _question_end(chunk[head_end:])) and chunk[head_end:][following - 1 : following] in ("?", "？") \
+                and following <= 80:
+            head_end += following
         items.append(Item(int(match.group(1)), chunk[:head_end].strip(), chunk[head_end:].strip(), match.start()))
     return items
 

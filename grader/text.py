@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from grader.schema import Lang
 
@@ -77,9 +78,24 @@ class Prepared:
     segments: list[str]
 
 
+@lru_cache(maxsize=1)
+def _simplifier():
+    try:
+        import opencc
+    except ImportError:  # conversion helps matching; without it Traditional text is graded as is
+        return None
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese characters to Simplified (the bank is written in Simplified)."""
+    converter = _simplifier()
+    return converter.convert(text) if converter and _CJK.search(text) else text
+
+
 def normalise(text: str) -> tuple[str, str]:
-    """NFKC, drop zero-width characters, strip HTML; return (visible text, hidden comment text)."""
-    text = unicodedata.normalize("NFKC", text)
+    """NFKC, Simplified script, no zero-width characters or HTML; return (visible text, hidden comments)."""
+    text = to_simplified(unicodedata.normalize("NFKC", text))
     text = _ZERO_WIDTH.sub("", text)
     hidden = " ".join(m.group(0) for m in _HTML_COMMENT.finditer(text))
     text = _HTML_TAG.sub(" ", _HTML_COMMENT.sub(" ", text))

@@ -34,11 +34,13 @@ def test_cache_is_keyed_by_model(embedder, tmp_path):
 
 
 def test_english_only_alternative_loads_through_the_same_setting(cache_dir, bank):
+    from grader.bank import Bank
     from grader.grader import Grader
 
     minilm = get_embedder("all-MiniLM-L6-v2", cache_dir)
     assert minilm.dim == 384 and minilm.prompt is None
-    grader = Grader(minilm, bank, cache_dir / "embeddings")
+    few = Bank([bank.get(qid) for qid in ("multihead-why", "beam-search", "padding-mask")])
+    grader = Grader(minilm, few, cache_dir / "embeddings")
     assert "not fitted" in grader.calibration.label  # honest about using borrowed thresholds
     good = grader.grade("multihead-why", "Several heads run in parallel, each with its own projections into a "
                         "smaller subspace, so they can attend to different relations at the same time.")

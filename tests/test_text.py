@@ -13,7 +13,7 @@ def test_english_sentences_keep_decimals_and_abbreviations():
 
 def test_chinese_sentences_split_on_full_width_punctuation():
     text = "多头注意力把输入投影到多个子空间。每个头单独计算注意力！最后拼接；再乘以 W_O?"
-    assert split_sentences(text) == ["多头注意力把输入投影到多个子空间。", "每个头单独计算注意力!", "最后拼接;", "再乘以 W_O?"]
+    assert split_sentences(text) == ["多头注意力把输入投影到多个子空间。", "每个头单独计算注意力！", "最后拼接；", "再乘以 W_O?"]
 
 
 def test_bullets_and_lines_become_sentences():
