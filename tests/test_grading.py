@@ -80,14 +80,27 @@ def test_text_aimed_at_the_grader_is_flagged_and_earns_nothing(grader, text):
     assert "injection_suspected" in result.flags and result.score <= 0.5
 
 
-def test_misconception_is_flagged_with_its_correction(grader, bank):
-    result = grader.grade("beam-search", "Beam search keeps the K best partial translations at every step. "
-                          "Because it explores the hypotheses systematically, it is guaranteed to find the "
-                          "globally optimal output sequence, just like dynamic programming.")
-    ids = {e.misconception_id for e in result.errors}
-    assert ids, result
+def test_misconception_is_flagged_with_its_correction(grader):
+    # The seed articles' error, as a candidate who studied them repeats it.
+    result = grader.grade("beam-search", "Beam search 是一种动态规划算法,每一步保留 K 个候选,因此最终一定能得到全局最优的输出序列。")
+    assert "beam-global-optimum" in {e.misconception_id for e in result.errors}, result
     error = result.errors[0]
-    assert error.correction and error.evidence and error.severity in {"major", "moderate", "minor"}
+    assert error.correction and error.evidence and error.severity == "major"
+    assert error.source and "seed 003 Q66" in error.source[0]
+    assert "事实错误" in result.feedback
+
+
+def test_audit_operating_point_catches_more(grader):
+    text = ("Beam search keeps the K best partial translations at every step. Because it explores the hypotheses "
+            "systematically, it is guaranteed to find the globally optimal output sequence, just like dynamic programming.")
+    strict = grader.calibration
+    assert strict.misconception_audit_flag < strict.misconception_flag
+    grader.calibration = strict.model_copy(update={"misconception_flag": strict.misconception_audit_flag})
+    try:
+        flagged = {e.misconception_id for e in grader.grade("beam-search", text).errors}
+    finally:
+        grader.calibration = strict
+    assert "beam-global-optimum" in flagged
 
 
 def test_correct_answers_are_not_flagged(grader):
