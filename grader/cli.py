@@ -20,7 +20,8 @@ from rich.table import Table
 from grader.bank import check_files, load_bank, rubric_files
 from grader.config import REPO_ROOT, get_settings
 from grader.errors import GraderError, InputError
-from grader.schema import TOPICS, GradeResult, Lang
+from grader.schema import TOPICS, GradeResult
+from grader.sources import read_document as read_text_file
 
 app = typer.Typer(help="Grade answers to Transformer / NLP interview questions.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -54,15 +55,6 @@ def _load_grader(model: str | None):
     settings = get_settings()
     with err.status(f"Loading embedding model {model or settings.embed_model} and the question bank…"):
         return Grader.from_settings(settings, model=model)
-
-
-def read_text_file(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
 
 
 def render(result: GradeResult, console: Console = out) -> None:
