@@ -27,6 +27,11 @@ app = typer.Typer(help="Grade answers to Transformer / NLP interview questions."
                   pretty_exceptions_enable=False)
 bank_app = typer.Typer(help="Check and inspect the question bank.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
+# The REST API's commands live beside the app in api/ (keys are its concern, not the library's).
+from api.cli import keys_app, serve  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 

@@ -25,6 +25,13 @@ def _default_sessions_dir() -> Path:
     return Path(base) / "grader" / "sessions"
 
 
+def _default_database_url() -> str:
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return f"sqlite:///{Path(base) / 'grader' / 'api.sqlite'}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRADER_", extra="ignore")
 
@@ -44,6 +51,25 @@ class Settings(BaseSettings):
         default_factory=_default_sessions_dir,
         description="Where `grader interview` saves its transcripts (JSON and Markdown), one pair per session.",
     )
+
+    # ---------------------------------------------------------------- REST API (`grader serve`)
+    api_database_url: str = Field(
+        default_factory=_default_database_url,
+        description="SQLite database of the API: keys (hashed), jobs and their rows, tenant banks, exemplars.",
+    )
+    api_max_batch: int = Field(default=32, ge=1, le=1000, description="Answers one POST /v1/grade/batch may carry.")
+    api_max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest JSON request body.")
+    api_max_upload_bytes: int = Field(default=32 << 20, ge=1024, description="Largest POST /v1/jobs body.")
+    api_rate_limit: int = Field(
+        default=120, ge=0, description="Requests per minute per API key (0: unlimited); a key may set its own.")
+    api_rate_burst: int = Field(default=20, ge=1, description="Requests a key may send at once before throttling.")
+    api_job_batch_size: int = Field(
+        default=16, ge=1, le=1024,
+        description="Job rows graded per encoder call and committed at once (small: interactive requests wait less).")
+    api_microbatch_max: int = Field(
+        default=16, ge=1, le=256, description="Concurrent POST /v1/grade requests encoded together (1: off).")
+    api_microbatch_wait_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="How long the micro-batcher waits for more requests to join.")
 
 
 @lru_cache

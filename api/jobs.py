@@ -1,0 +1,211 @@
+"""Async grading jobs: rows stored in SQLite, graded in batches, each batch committed once.
+
+A job's input (CSV/JSONL upload or a JSON list) is parsed with ``grader.batch_input`` when it is
+submitted; every row goes into ``job_rows`` with its input values. The runner grades the lowest rows
+that have no output yet with ``grader.batch.grade_batch`` and writes their output rows in one
+transaction, guarded by ``output IS NULL``. A restart, even after kill -9, finds the rows without
+output and goes on: a row is committed exactly once, and a batch cut off mid-way is simply graded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from api.db import Database
+from api.errors import ApiError
+from api.grading import GradingService
+from grader.batch import Columns, OutputLayout, RowPlan, grade_batch
+from grader.batch_input import InputFile, Record, detect_format
+from grader.batch_output import ROW_COLUMN, OutputFile
+from grader.errors import InputError
+
+log = logging.getLogger("api")
+MAX_LISTED_ERRORS = 20
+
+
+def _plan(columns: list[str], source: Path, pairs: dict[str, str], prefix: str, full: bool) -> RowPlan:
+    try:
+        wanted = Columns(**pairs)
+    except ValueError as exc:
+        raise InputError(f"unknown column role in {sorted(pairs)}; roles are: {', '.join(Columns.model_fields)}") \
+            from exc
+    layout = OutputLayout(input_columns=columns, prefix=prefix, full=full)
+    layout.check(source)
+    return RowPlan(columns=wanted.resolve(columns, source), layout=layout)
+
+
+def _union(records: list[Record], first: list[str]) -> list[str]:
+    """Every key of every row, in order of first appearance (JSON rows need not share their keys)."""
+    names = dict.fromkeys(first)
+    for record in records:
+        names.update(dict.fromkeys(str(k) for k in record.values))
+    return list(names)
+
+
+def read_upload(data: bytes, filename: str) -> tuple[list[Record], list[str], str, str]:
+    """(records, columns, format, description) of an uploaded CSV or JSONL file."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "upload").name) or "upload"
+    with tempfile.TemporaryDirectory(prefix="grader-job-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        fmt = detect_format(path)
+        with InputFile(path, fmt) as rows:
+            records = list(rows.records())
+            columns = rows.columns
+    if not records:
+        raise InputError(f"{name}: no rows after the header")
+    if fmt.format == "jsonl":
+        columns = _union(records, columns)
+    return records, columns, fmt.format, fmt.describe()
+
+
+def read_json_rows(rows: list[dict]) -> tuple[list[Record], list[str]]:
+    records = [Record(row=i, line=i, values=values, offset=0) for i, values in enumerate(rows, start=1)]
+    return records, _union(records, [])
+
+
+class JobStore:
+    """Jobs and their rows in the API database."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, *, tenant: str, key_id: str, records: list[Record], columns: list[str], input_format: str,
+               source: str, pairs: dict[str, str], prefix: str = "", full: bool = False) -> str:
+        plan = _plan(columns, Path(source), pairs, prefix, full)
+        job_id = "job_" + secrets.token_hex(8)
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO jobs (id, tenant, key_id, state, input_format, plan, total, created_at) "
+                         "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                         (job_id, tenant, key_id, input_format, plan.model_dump_json(), len(records), time.time()))
+            conn.executemany("INSERT INTO job_rows (job_id, row, line, input, problem) VALUES (?, ?, ?, ?, ?)",
+                             [(job_id, r.row, r.line, json.dumps(r.values, ensure_ascii=False), r.problem)
+                              for r in records])
+        return job_id
+
+    def get(self, job_id: str, tenant: str):
+        rows = self.db.query("SELECT * FROM jobs WHERE id = ? AND tenant = ?", (job_id, tenant))
+        if not rows:
+            raise ApiError(404, f"no job {job_id!r} for your tenant")
+        return rows[0]
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        row = self.db.query("SELECT COUNT(output) AS done, SUM(status = 'error') AS errors FROM job_rows "
+                            "WHERE job_id = ?", (job_id,))[0]
+        done, errors = row["done"] or 0, row["errors"] or 0
+        return {"done": done, "errors": errors, "graded": done - errors}
+
+    def row_errors(self, job_id: str) -> list[str]:
+        rows = self.db.query("SELECT error FROM job_rows WHERE job_id = ? AND status = 'error' ORDER BY row LIMIT ?",
+                             (job_id, MAX_LISTED_ERRORS))
+        return [row["error"] for row in rows]
+
+    def output_rows(self, job_id: str) -> list[dict]:
+        rows = self.db.query("SELECT output FROM job_rows WHERE job_id = ? AND output IS NOT NULL ORDER BY row",
+                             (job_id,))
+        return [json.loads(row["output"]) for row in rows]
+
+    def unfinished(self) -> list[str]:
+        return [row["id"] for row in self.db.query("SELECT id FROM jobs WHERE state != 'done' ORDER BY created_at")]
+
+    def pending(self, job_id: str, limit: int) -> list[Record]:
+        rows = self.db.query("SELECT row, line, input, problem FROM job_rows WHERE job_id = ? AND output IS NULL "
+                             "ORDER BY row LIMIT ?", (job_id, limit))
+        return [Record(row=r["row"], line=r["line"], values=json.loads(r["input"]), offset=0, problem=r["problem"])
+                for r in rows]
+
+    def commit(self, job_id: str, plan: RowPlan, rows: list[dict]) -> int:
+        """Store one graded batch in one transaction; a row that already has output keeps it."""
+        status, error, now = plan.layout.name("status"), plan.layout.name("error"), time.time()
+        with self.db.transaction() as conn:
+            return sum(conn.execute("UPDATE job_rows SET output = ?, status = ?, error = ?, graded_at = ? "
+                                    "WHERE job_id = ? AND row = ? AND output IS NULL",
+                                    (json.dumps(row, ensure_ascii=False, default=str), row[status],
+                                     row[error] or None, now, job_id, row[ROW_COLUMN])).rowcount
+                       for row in rows)
+
+    def mark_running(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
+                         (time.time(), job_id))
+
+    def finish(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE jobs SET state = 'done', started_at = COALESCE(started_at, ?), finished_at = ? "
+                         "WHERE id = ?", (time.time(), time.time(), job_id))
+
+    def render(self, job, fmt: str, folder: Path) -> Path:
+        """The job's output rows so far as a file written exactly like `grader batch` writes it."""
+        plan = RowPlan.model_validate_json(job["plan"])
+        path = folder / f"{job['id']}.{fmt}"
+        output = OutputFile(path, fmt, plan.layout.header(),  # type: ignore[arg-type]
+                            joined=frozenset(plan.layout.name(c) for c in ("covered_points", "missing_points",
+                                                                          "errors", "flags")))
+        try:
+            output.resume(restart=True)
+            output.write(self.output_rows(job["id"]))
+        finally:
+            output.close()
+        return path
+
+
+class JobRunner:
+    """Grades unfinished jobs, oldest first, one batch at a time; resumes whatever a restart left."""
+
+    def __init__(self, store: JobStore, service: GradingService, batch_size: int,
+                 on_rows: Callable[[int, int], None] | None = None):
+        self.store, self.service, self.batch_size, self.on_rows = store, service, batch_size, on_rows
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="job-runner")
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Let the batch in progress commit, then stop (nothing is lost: the rest waits in the database)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            jobs = self.store.unfinished()
+            if not jobs:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=5)
+                except TimeoutError:
+                    pass
+                continue
+            try:
+                await self._step(jobs[0])
+            except Exception:
+                log.exception("job %s: grading a batch failed; retrying in 5 s", jobs[0])
+                await asyncio.sleep(5)
+
+    async def _step(self, job_id: str) -> None:
+        job = self.store.db.query("SELECT plan FROM jobs WHERE id = ?", (job_id,))[0]
+        plan = RowPlan.model_validate_json(job["plan"])
+        records = self.store.pending(job_id, self.batch_size)
+        if not records:
+            self.store.finish(job_id)
+            return
+        self.store.mark_running(job_id)
+        rows = await self.service.run(grade_batch, self.service.grader, records, plan)
+        stored = self.store.commit(job_id, plan, rows)
+        if self.on_rows:
+            errors = sum(1 for row in rows if row[plan.layout.name("status")] == "error")
+            self.on_rows(stored, errors)

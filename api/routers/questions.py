@@ -1,0 +1,62 @@
+"""Questions: the built-in bank and the caller's tenant banks. Answers only for `author` keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api import banks
+from api.auth import ApiKey
+from api.deps import AuthorKey, DbDep, GradeKey, GraderDep
+from api.schemas import ExemplarIn, ExemplarOut, QuestionOut, QuestionPage
+from grader.schema import Lang, Rubric, Topic
+
+router = APIRouter(prefix="/v1/questions", tags=["questions"])
+
+
+def question_out(bank: str, rubric: Rubric, key: ApiKey) -> QuestionOut:
+    qid = rubric.id if bank == banks.BUILTIN else f"{bank}:{rubric.id}"
+    return QuestionOut(id=qid, bank=bank, topic=rubric.topic, difficulty=rubric.difficulty, question=rubric.question,
+                       key_point_count=len(rubric.key_points), rubric=rubric if key.allows("author") else None)
+
+
+@router.get("", response_model=QuestionPage)
+def list_questions(
+    key: GradeKey, db: DbDep, grader: GraderDep,
+    topic: Topic | None = None,
+    difficulty: Annotated[int | None, Query(ge=1, le=3)] = None,
+    language: Annotated[Lang | None, Query(description="Every question has its text in zh and en; with a language, "
+                                                       "only questions whose text in it is non-empty.")] = None,
+    bank: Annotated[str | None, Query(description="`builtin` or one of your banks; default: all.")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> QuestionPage:
+    """The questions you can grade against, filtered and paginated."""
+    everything = [(banks.BUILTIN, r) for r in grader.bank] + banks.list_rubrics(db, key.tenant)
+    chosen = [(b, r) for b, r in everything
+              if (bank is None or b == bank) and (topic is None or r.topic == topic)
+              and (difficulty is None or r.difficulty == difficulty)
+              and (language is None or r.question.get(language).strip())]
+    page = chosen[offset: offset + limit]
+    return QuestionPage(data=[question_out(b, r, key) for b, r in page], count=len(chosen), offset=offset, limit=limit)
+
+
+@router.get("/{question_id}", response_model=QuestionOut)
+def get_question(question_id: str, key: GradeKey, db: DbDep, grader: GraderDep) -> QuestionOut:
+    """One question; its rubric (reference answers, key points, misconceptions) only for `author` keys."""
+    return question_out(*banks.resolve(db, grader.bank, key.tenant, question_id), key)
+
+
+@router.post("/{question_id}/exemplars", response_model=ExemplarOut, status_code=201)
+def add_exemplar(question_id: str, body: ExemplarIn, key: AuthorKey, db: DbDep, grader: GraderDep) -> ExemplarOut:
+    """Store a human-graded answer for a question.
+
+    Exemplars are kept (per tenant) for the exemplar index; no exemplar index feeds scoring yet, so
+    ``used_in_scoring`` is false.
+    """
+    banks.resolve(db, grader.bank, key.tenant, question_id)
+    exemplar_id, created = banks.add_exemplar(db, tenant=key.tenant, question_id=question_id, answer=body.answer,
+                                              score=body.score, lang=body.lang, key_id=key.id)
+    return ExemplarOut(id=exemplar_id, question_id=question_id, score=body.score, lang=body.lang, created_at=created,
+                       used_in_scoring=False)
