@@ -10,6 +10,7 @@ output and goes on: a row is committed exactly once, and a batch cut off mid-way
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -22,13 +23,19 @@ from pathlib import Path
 from api.db import Database
 from api.errors import ApiError
 from api.grading import GradingService
-from grader.batch import Columns, OutputLayout, RowPlan, grade_batch
+from grader.batch import LIST_COLUMNS, Columns, OutputLayout, RowPlan, grade_batch
 from grader.batch_input import InputFile, Record, detect_format
 from grader.batch_output import ROW_COLUMN, OutputFile
 from grader.errors import InputError
 
 log = logging.getLogger("api")
 MAX_LISTED_ERRORS = 20
+
+
+def stored_record(row: int, line: int, values: dict, problem: str | None = None) -> Record:
+    """A ``Record`` for a row kept in the database; its byte offsets (for file progress) have no meaning here."""
+    offsets = {f.name: 0 for f in dataclasses.fields(Record) if f.name not in ("row", "line", "values", "problem")}
+    return Record(row=row, line=line, values=values, problem=problem, **offsets)
 
 
 def _plan(columns: list[str], source: Path, pairs: dict[str, str], prefix: str, full: bool) -> RowPlan:
@@ -68,7 +75,7 @@ def read_upload(data: bytes, filename: str) -> tuple[list[Record], list[str], st
 
 
 def read_json_rows(rows: list[dict]) -> tuple[list[Record], list[str]]:
-    records = [Record(row=i, line=i, values=values, offset=0) for i, values in enumerate(rows, start=1)]
+    records = [stored_record(i, i, values) for i, values in enumerate(rows, start=1)]
     return records, _union(records, [])
 
 
@@ -119,8 +126,7 @@ class JobStore:
     def pending(self, job_id: str, limit: int) -> list[Record]:
         rows = self.db.query("SELECT row, line, input, problem FROM job_rows WHERE job_id = ? AND output IS NULL "
                              "ORDER BY row LIMIT ?", (job_id, limit))
-        return [Record(row=r["row"], line=r["line"], values=json.loads(r["input"]), offset=0, problem=r["problem"])
-                for r in rows]
+        return [stored_record(r["row"], r["line"], json.loads(r["input"]), r["problem"]) for r in rows]
 
     def commit(self, job_id: str, plan: RowPlan, rows: list[dict]) -> int:
         """Store one graded batch in one transaction; a row that already has output keeps it."""
@@ -147,8 +153,7 @@ class JobStore:
         plan = RowPlan.model_validate_json(job["plan"])
         path = folder / f"{job['id']}.{fmt}"
         output = OutputFile(path, fmt, plan.layout.header(),  # type: ignore[arg-type]
-                            joined=frozenset(plan.layout.name(c) for c in ("covered_points", "missing_points",
-                                                                          "errors", "flags")))
+                            joined=frozenset(plan.layout.name(c) for c in LIST_COLUMNS))
         try:
             output.resume(restart=True)
             output.write(self.output_rows(job["id"]))

@@ -13,7 +13,7 @@ from api.metrics import Metrics
 from api.schemas import BatchGradeRequest, BatchGradeResponse, GradeRequest
 from grader.config import Settings
 from grader.grader import Grader
-from grader.schema import GradeResult, JudgeInfo
+from grader.schema import GradeResult
 
 router = APIRouter(prefix="/v1/grade", tags=["grading"])
 
@@ -39,11 +39,14 @@ def grading_item(request: GradeRequest, key: ApiKey, db: Database, grader: Grade
 
 
 def finish(result: GradeResult, request: GradeRequest, metrics: Metrics, source: str) -> GradeResult:
+    """Count the grade and any judge fall-back. The judge runs where the server has one configured
+    (GRADER_JUDGE_*); a request asking for it on a server without one gets ``judge.status == "off"``."""
     metrics.grades.labels(source).inc()
-    if request.judge:
-        # No LLM judge is wired into the service yet: say so in the result rather than pretend.
+    status = result.judge.status
+    if request.judge and status == "off":
         metrics.judge_fallbacks.labels("not_configured").inc()
-        return result.model_copy(update={"judge": JudgeInfo(used=False, status="unavailable")})
+    elif status not in ("off", "ok"):
+        metrics.judge_fallbacks.labels(status).inc()
     return result
 
 
