@@ -114,6 +114,7 @@ def server(tmp_path_factory, cache_dir):
     server.start()
     yield server
     server.stop()
+    assert server.process.returncode == 0, f"unclean shutdown on SIGTERM:\n{server.log()}"
 
 
 @pytest.fixture(scope="session")
