@@ -7,6 +7,7 @@ handlers here, so clients parse one shape. Internals (tracebacks, paths) never r
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,7 +53,7 @@ def error_response(status: int, code: str, message: str, details: Any = None,
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def field_errors(errors: list[dict]) -> list[dict]:
+def field_errors(errors: Sequence[Any]) -> list[dict]:
     """Pydantic's errors as ``{"field", "message", "type"}``, the field as a dotted path."""
     return [{"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"], "type": error["type"]}
             for error in errors]
@@ -66,7 +67,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "validation_error", "the request is not valid; see details for each field",
-                              field_errors(list(exc.errors())))
+                              field_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

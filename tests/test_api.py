@@ -114,7 +114,10 @@ def server(tmp_path_factory, cache_dir):
     server.start()
     yield server
     server.stop()
-    assert server.process.returncode == 0, f"unclean shutdown on SIGTERM:\n{server.log()}"
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught (exit status -15); a hang
+    # would have ended in SIGKILL (-9)
+    assert server.process.returncode in (0, -signal.SIGTERM), server.log()
+    assert "Traceback" not in server.log(), server.log()
 
 
 @pytest.fixture(scope="session")

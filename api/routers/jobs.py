@@ -46,7 +46,7 @@ async def create_job(request: Request, key: GradeKey, store: JobsDep) -> JobOut:
             body = JobRows.model_validate_json(await request.body())
         except ValidationError as exc:
             raise ApiError(422, "the request is not valid; see details for each field",
-                           details=field_errors(list(exc.errors()))) from None
+                           details=field_errors(exc.errors())) from None
         records, columns = read_json_rows(body.rows)
         job_id = await run_in_threadpool(
             store.create, tenant=key.tenant, key_id=key.id, records=records, columns=columns, input_format="JSON rows",
