@@ -309,6 +309,79 @@ def history(as_json: JsonOption = False) -> None:
     out.print(history_view(sessions, out))
 
 
+@app.command()
+def batch(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV (comma, tab or semicolon; UTF-8, "
+                                               "UTF-8 with BOM or GBK) or JSONL, one answer per row.")],
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--output", "-o", help="CSV or JSONL (by suffix); default: INPUT.graded.csv next to the input.")] = None,
+    column: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--column", "-c", help="ROLE=NAME for a column named otherwise (roles: question_id, answer, candidate_id, "
+        "lang, question, reference, key_points), e.g. -c answer=回答.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--batch-size", min=1, help="Rows per encoder call and per commit (default GRADER_BATCH_SIZE, 64).")] = None,
+    encoding: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Input encoding (default: detected; UTF-8, UTF-8 with BOM, GBK).")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="CSV delimiter: comma, tab, semicolon or a character (default: detected from the header).")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Discard the output and start again (default: continue after its last row).")] = False,
+    prefix: Annotated[str, typer.Option(
+        help="Prefix for the added columns, when the input already has one (e.g. a human `score`).")] = "",
+    full: Annotated[bool, typer.Option("--full", help="Add a `result` column with the whole result as JSON.")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the Markdown report.")] = True,
+    engine: Annotated[str, typer.Option(
+        help="local: grade in this process; ray: on Ray Data, one model per worker (a local Ray unless "
+        "RAY_ADDRESS names a cluster; needs pip install 'interview-grader[ray]').")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Ray workers (each loads the model once).")] = 2,
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Grade a file of answers; stop it any time, the same command continues where it stopped."""
+    from grader.batch import BatchJob, Columns, LocalEngine
+    from grader.batch_progress import progress_for
+
+    def run() -> None:
+        if engine not in ("local", "ray"):
+            _fail(f"--engine must be local or ray, not {engine!r}")
+        settings = get_settings()
+        size = batch_size or settings.batch_size
+        with BatchJob(input_path, output, columns=Columns.from_pairs(column or []), batch_size=size,
+                      encoding=encoding, delimiter=delimiter, restart=restart, prefix=prefix, full=full) as job:
+            err.print(f"{input_path}: {job.fmt.describe()} → {job.output_path}", highlight=False, soft_wrap=True)
+            if job.resumed.rows:
+                torn = f", cut {job.resumed.torn_bytes} bytes of an unfinished row" if job.resumed.torn_bytes else ""
+                err.print(f"continuing after row {job.resumed.last_row} ({job.resumed.rows} rows already "
+                          f"written{torn})", highlight=False, soft_wrap=True)
+            try:
+                if engine == "ray":
+                    from grader.batch_ray import RayEngine
+
+                    chosen = settings.model_copy(update={"embed_model": model}) if model else settings
+                    runner: LocalEngine | RayEngine = RayEngine(chosen, workers)
+                    bank = load_bank(settings.bank_dir)  # for the report: the driver loads no model
+                else:
+                    grader = _load_grader(model)
+                    runner, bank = LocalEngine(grader), grader.bank
+                with progress_for(err) as progress:
+                    summary = job.run(runner, progress)
+            except KeyboardInterrupt:
+                err.print(f"\nstopped: the output holds every row up to row {job.last_row}; "
+                          "run the same command again to continue", highlight=False, soft_wrap=True)
+                raise typer.Exit(130) from None
+            if report:
+                summary.report = job.write_report(bank)
+        if as_json:
+            out.print_json(summary.model_dump_json())
+            return
+        colour = "yellow" if summary.errors else "green"
+        out.print(f"[{colour}]{summary.rows} rows[/] graded in {summary.seconds:.0f} s ({summary.rows_per_second:.1f} "
+                  f"rows/s): {summary.graded} ok, {summary.errors} error rows; {summary.already_done} were already "
+                  f"done → {summary.output}" + (f"\nreport: {summary.report}" if summary.report else ""),
+                  highlight=False)
+    _guarded(run)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     app()
