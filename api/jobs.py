@@ -23,13 +23,14 @@ from pathlib import Path
 from api.db import Database
 from api.errors import ApiError
 from api.grading import GradingService
-from grader.batch import LIST_COLUMNS, Columns, OutputLayout, RowPlan, grade_batch
+from grader.batch import LIST_COLUMNS, Columns, OutputLayout, RowPlan, grade_batch, output_row
 from grader.batch_input import InputFile, Record, detect_format
 from grader.batch_output import ROW_COLUMN, OutputFile
 from grader.errors import InputError
 
 log = logging.getLogger("api")
 MAX_LISTED_ERRORS = 20
+MAX_BATCH_FAILURES = 3
 
 
 def stored_record(row: int, line: int, values: dict, problem: str | None = None) -> Record:
@@ -186,6 +187,7 @@ class JobRunner:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
             self._wake.clear()
             jobs = self.store.unfinished()
@@ -196,12 +198,16 @@ class JobRunner:
                     pass
                 continue
             try:
-                await self._step(jobs[0])
+                await self._step(jobs[0], give_up=failures >= MAX_BATCH_FAILURES)
+                failures = 0
             except Exception:
-                log.exception("job %s: grading a batch failed; retrying in 5 s", jobs[0])
+                failures += 1
+                log.exception("job %s: grading a batch failed (%d time(s)); retrying in 5 s", jobs[0], failures)
                 await asyncio.sleep(5)
 
-    async def _step(self, job_id: str) -> None:
+    async def _step(self, job_id: str, give_up: bool = False) -> None:
+        """Grade and commit the next batch. With ``give_up`` (the batch failed again and again for a reason
+        that is no row's fault), its rows become error rows, so that one bad batch cannot stall the queue."""
         job = self.store.db.query("SELECT plan FROM jobs WHERE id = ?", (job_id,))[0]
         plan = RowPlan.model_validate_json(job["plan"])
         records = self.store.pending(job_id, self.batch_size)
@@ -209,7 +215,11 @@ class JobRunner:
             self.store.finish(job_id)
             return
         self.store.mark_running(job_id)
-        rows = await self.service.run(grade_batch, self.service.grader, records, plan)
+        if give_up:
+            reason = f"internal error: grading failed {MAX_BATCH_FAILURES} times (see the server log)"
+            rows = [output_row(r, plan.layout, None, f"line {r.line}: {reason}") for r in records]
+        else:
+            rows = await self.service.run(grade_batch, self.service.grader, records, plan)
         stored = self.store.commit(job_id, plan, rows)
         if self.on_rows:
             errors = sum(1 for row in rows if row[plan.layout.name("status")] == "error")
