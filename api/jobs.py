@@ -19,7 +19,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from api import banks
 from api.db import Database
 from api.errors import ApiError
 from api.grading import GradingService
@@ -27,6 +29,10 @@ from grader.batch import LIST_COLUMNS, Columns, OutputLayout, RowPlan, grade_bat
 from grader.batch_input import InputFile, Record, detect_format
 from grader.batch_output import ROW_COLUMN, OutputFile
 from grader.errors import InputError
+from grader.schema import GradeResult, Rubric
+
+if TYPE_CHECKING:
+    from grader.grader import Grader
 
 log = logging.getLogger("api")
 MAX_LISTED_ERRORS = 20
@@ -163,6 +169,29 @@ class JobStore:
         return path
 
 
+class TenantView:
+    """The grader as one tenant's job sees it: the built-in bank plus the tenant's ``BANK:ID`` questions.
+
+    ``grade_batch`` asks its grader for ``bank`` (``in`` and ``get``) and ``grade_many``; tenant ids are
+    swapped for their rubrics on the way in. Rubrics are read when a batch is graded, so an edit made
+    while a job runs applies to the rows after it.
+    """
+
+    def __init__(self, grader: Grader, questions: dict[str, str | Rubric]):
+        self.grader, self.questions = grader, questions
+        self.bank = self
+
+    def __contains__(self, question_id: object) -> bool:
+        return question_id in self.questions or question_id in self.grader.bank
+
+    def get(self, question_id: str) -> Rubric:
+        return self.grader.bank.get(question_id)  # raises UnknownQuestion with the closest built-in ids
+
+    def grade_many(self, items: list[tuple]) -> list[GradeResult]:
+        return self.grader.grade_many([(self.questions.get(q, q) if isinstance(q, str) else q, answer, lang)
+                                       for q, answer, lang in items])
+
+
 class JobRunner:
     """Grades unfinished jobs, oldest first, one batch at a time; resumes whatever a restart left."""
 
@@ -208,7 +237,7 @@ class JobRunner:
     async def _step(self, job_id: str, give_up: bool = False) -> None:
         """Grade and commit the next batch. With ``give_up`` (the batch failed again and again for a reason
         that is no row's fault), its rows become error rows, so that one bad batch cannot stall the queue."""
-        job = self.store.db.query("SELECT plan FROM jobs WHERE id = ?", (job_id,))[0]
+        job = self.store.db.query("SELECT plan, tenant FROM jobs WHERE id = ?", (job_id,))[0]
         plan = RowPlan.model_validate_json(job["plan"])
         records = self.store.pending(job_id, self.batch_size)
         if not records:
@@ -219,7 +248,10 @@ class JobRunner:
             reason = f"internal error: grading failed {MAX_BATCH_FAILURES} times (see the server log)"
             rows = [output_row(r, plan.layout, None, f"line {r.line}: {reason}") for r in records]
         else:
-            rows = await self.service.run(grade_batch, self.service.grader, records, plan)
+            grader = self.service.grader
+            own = {f"{bank}:{rubric.id}": banks.gradable(grader.bank, bank, rubric)
+                   for bank, rubric in banks.list_rubrics(self.store.db, job["tenant"])}
+            rows = await self.service.run(grade_batch, TenantView(grader, own) if own else grader, records, plan)
         stored = self.store.commit(job_id, plan, rows)
         if self.on_rows:
             errors = sum(1 for row in rows if row[plan.layout.name("status")] == "error")

@@ -343,7 +343,11 @@ def test_tenant_banks_are_isolated(server, candidate, author):
                                                 "answer": "It stores the keys and values of earlier steps."})
     assert graded.status_code == 200 and graded.json()["question_id"] == "cache-why"
 
+    row = {"question_id": "interviews:cache-why", "answer": "It stores the keys and values of earlier steps."}
+    job = candidate.post("/v1/jobs", json={"rows": [row]}).json()
+
     with server.client(server.key("globex", "author")) as other:
+        other_job = other.post("/v1/jobs", json={"rows": [row]}).json()
         assert_error(other.get("/v1/questions/interviews:cache-why"), 404, "unknown_question")
         assert_error(other.post("/v1/grade", json={"question_id": "interviews:cache-why", "answer": "x"}),
                      404, "unknown_question")
@@ -352,8 +356,11 @@ def test_tenant_banks_are_isolated(server, candidate, author):
         assert_error(other.delete("/v1/banks/interviews/questions/cache-why"), 404, "not_found")
         assert_error(other.post("/v1/questions/interviews:cache-why/exemplars", json={"answer": "x", "score": 1}),
                      404, "unknown_question")
+        done = wait_for_job(other, other_job["id"])
+        assert done["counts"]["errors"] == 1 and "unknown question id 'interviews:cache-why'" in done["errors"][0]
         # the same bank name and id in another tenant is another question
         assert other.post("/v1/banks/interviews/questions", json=RUBRIC).status_code == 201
+    assert wait_for_job(candidate, job["id"])["counts"] == {"total": 1, "done": 1, "graded": 1, "errors": 0}
 
     changed = {**RUBRIC, "difficulty": 3}
     assert author.put("/v1/banks/interviews/questions/cache-why", json=changed).json()["difficulty"] == 3
