@@ -1,1 +1,1 @@
-"""The REST API for interview-practice platforms (FastAPI). Not built yet: see the REST API issue."""
+"""The REST API for interview-practice platforms (FastAPI): ``api.main.create_app``, run by ``grader serve``."""
