@@ -54,12 +54,23 @@ def _guarded(fn: Callable[[], None]) -> None:
         _fail(str(exc))
 
 
-def _load_grader(model: str | None):
+def _load_grader(model: str | None, judge="settings"):
     from grader.grader import Grader
 
     settings = get_settings()
     with err.status(f"Loading embedding model {model or settings.embed_model} and the question bank…"):
-        return Grader.from_settings(settings, model=model)
+        return Grader.from_settings(settings, model=model, judge=judge)
+
+
+def _load_judge(backend: str | None, url: str | None, model: str | None):
+    """The judge the options ask for (falling back to GRADER_JUDGE_* settings), or None when off."""
+    from grader.judge import judge_from_settings
+
+    settings = get_settings()
+    if (backend or settings.judge_backend) == "none":
+        return None
+    with err.status(f"Loading the {backend or settings.judge_backend} judge…"):
+        return judge_from_settings(settings, backend, url, model)
 
 
 def render(result: GradeResult, console: Console = out) -> None:
@@ -82,6 +93,11 @@ def render(result: GradeResult, console: Console = out) -> None:
                       highlight=False)
     console.print(result.feedback.split("\n", 1)[-1] if result.errors or result.points else result.feedback,
                   style="dim", highlight=False)
+    judge = result.judge
+    if judge.status != "off":
+        colour = "green" if judge.used else "yellow"
+        console.print(f"judge ({judge.backend} {judge.model}): [{colour}]{judge.status}[/]"
+                      + (f" — {judge.detail}" if judge.detail else "") + f"\n  {judge.combination}", highlight=False)
 
 
 @app.command()
@@ -92,6 +108,15 @@ def grade(
     lang: Annotated[Optional[str], typer.Option("--lang", help="Expected answer language: zh or en.")] = None,  # noqa: UP045
     model: ModelOption = None,
     as_json: JsonOption = False,
+    judge: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--judge", envvar="GRADER_JUDGE_BACKEND",
+        help="LLM judge beside the embeddings: openai, transformers or none (default none).")] = None,
+    judge_url: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--judge-url", envvar="GRADER_JUDGE_URL",
+        help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--judge-model", envvar="GRADER_JUDGE_MODEL",
+        help="openai: model name; transformers: model folder or .gguf file (default: bundled SmolLM2-135M).")] = None,
 ) -> None:
     """Grade one answer (from --answer, --answer-file, or standard input)."""
     def run() -> None:
@@ -99,6 +124,8 @@ def grade(
             _fail("give either --answer or --answer-file, not both")
         if lang not in (None, "zh", "en"):
             _fail(f"--lang must be zh or en, not {lang!r}")
+        if judge not in (None, "none", "openai", "transformers"):
+            _fail(f"--judge must be openai, transformers or none, not {judge!r}")
         text = answer if answer is not None else read_text_file(answer_file) if answer_file else None
         if text is None:
             if sys.stdin.isatty():
@@ -110,7 +137,8 @@ def grade(
                 raise InputError(f"standard input is not valid UTF-8 (byte {exc.start})") from None
         bank = load_bank(get_settings().bank_dir)
         bank.get(question)  # fail fast, before the model loads
-        result = _load_grader(model).grade(question, text, lang)  # type: ignore[arg-type]
+        grader = _load_grader(model, _load_judge(judge, judge_url, judge_model))
+        result = grader.grade(question, text, lang)  # type: ignore[arg-type]
         if as_json:
             out.print_json(result.model_dump_json())
         else:

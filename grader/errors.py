@@ -35,3 +35,14 @@ class UnknownQuestion(GraderError, KeyError):
 
 class InputError(GraderError):
     """Input the grader cannot read (for example a file that is not UTF-8)."""
+
+
+class UnknownBackendError(GraderError, KeyError):
+    """A judge backend name that is not registered; the message lists the valid names."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class BackendUnavailable(GraderError):
+    """A judge backend cannot start (a missing package or model file); the message says how to fix it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import yaml
@@ -17,6 +18,7 @@ from grader.compiled import CompiledQuestion, Rows
 from grader.detectors import broken_grammar_rate, copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
 from grader.embedding import EmbeddingCache, Embedder, get_embedder
 from grader.feedback import build_feedback
+from grader.judge.base import Judge
 from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
 from grader.schema import (
     Bilingual, CustomQuestion, ErrorResult, GradeResult, KeyPoint, Lang, PointResult, Rubric,
@@ -55,7 +57,11 @@ class Grader:
         cache_dir: Path,
         calibration: Calibration | None = None,
         max_answer_chars: int = MAX_ANSWER_CHARS,
+        judge: Judge | None = None,
+        judge_band: float = 1.0,
     ):
+        self.judge = judge  # optional; its verdict is checked and can move a score by judge_band at most
+        self.judge_band = judge_band
         self.embedder = embedder
         self.bank = bank
         self.cache = EmbeddingCache(embedder, Path(cache_dir))
@@ -74,13 +80,18 @@ class Grader:
         self._injection_vectors = self.cache.encode(prototypes)
 
     @classmethod
-    def from_settings(cls, settings=None, model: str | None = None) -> Grader:
+    def from_settings(cls, settings=None, model: str | None = None,
+                      judge: Judge | None | Literal["settings"] = "settings") -> Grader:
+        """``judge``: a Judge, None (off), or "settings" for the one ``GRADER_JUDGE_*`` describes."""
         from grader.config import get_settings
+        from grader.judge import judge_from_settings
 
         settings = settings or get_settings()
         embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device)
         return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
-                   max_answer_chars=settings.max_answer_chars)
+                   max_answer_chars=settings.max_answer_chars,
+                   judge=judge_from_settings(settings) if judge == "settings" else judge,
+                   judge_band=settings.judge_band)
 
     def _compile(self, rubrics: list[Rubric]) -> list[CompiledQuestion]:
         compiled = [CompiledQuestion.build(r) for r in rubrics]
@@ -127,6 +138,8 @@ class Grader:
                 continue
             item_started = time.perf_counter()
             result = self._score(*item, hint)
+            if self.judge is not None:
+                result = self._judged(result, c, p)
             spent = elapsed + (time.perf_counter() - item_started) * 1000
             results.append(result.model_copy(update={"timing_ms": round(spent, 2)}))
         return results
@@ -305,6 +318,12 @@ class Grader:
         if p.truncated:
             flags.append("truncated")
         return flags
+
+    def _judged(self, result: GradeResult, c: CompiledQuestion, p: Prepared) -> GradeResult:
+        from grader.judge.combine import combine, request_for
+
+        outcome = self.judge.judge(request_for(c, p))
+        return combine(result, outcome, c, p, self.cache.encode, self.calibration, self.judge_band)
 
     def _empty(self, c: CompiledQuestion, p: Prepared, elapsed: float) -> GradeResult:
         lang = p.language

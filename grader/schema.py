@@ -173,10 +173,55 @@ class ErrorResult(_Strict):
     source: list[str] = Field(default_factory=list, description="Where the claim was seen.")
 
 
+JudgeStatus = Literal[
+    "off", "ok", "unreachable", "timeout", "http_error", "malformed", "truncated", "refusal", "error"
+]
+
+
+class JudgePoint(_Strict):
+    """The judge's claim about one key point, and whether its quote survived verification."""
+
+    id: str
+    verdict: Literal["covered", "partial", "missing"]
+    quote: str | None = None
+    accepted: bool = Field(description="Counted: the quote is in the answer and supports the point.")
+    support: float | None = Field(default=None, description="P(point made | quote), from the point's probe.")
+    note: str = Field(default="", description="Why the claim was kept or discarded.")
+
+
+class JudgeClaim(_Strict):
+    """A factual error the judge reported, with the answer's words it quoted."""
+
+    quote: str
+    correction: str
+    accepted: bool = Field(description="Counted: the quote is really in the answer.")
+    note: str = ""
+
+
 class JudgeInfo(_Strict):
-    used: bool = False
-    status: str = "off"
+    """What the optional LLM judge said, what of it was verified, and how it moved the score.
+
+    The embedding score stays the grader of record: the judge can only move it by ``band`` points, and
+    only with claims that survive verification. Any failure leaves the embedding score unchanged and
+    says why in ``status``.
+    """
+
+    used: bool = Field(default=False, description="The judge's verdict was read and combined.")
+    status: JudgeStatus = Field(default="off", description="ok, off, or why the judge was not used.")
+    detail: str | None = Field(default=None, description="What went wrong, when status is a failure.")
+    backend: str | None = None
     model: str | None = None
+    attempts: int = 0
+    embedding_score: float | None = Field(default=None, description="The score without the judge.")
+    judge_score: float | None = Field(default=None, description="The judge's own 0-10, as it said it.")
+    evidence_score: float | None = Field(default=None, description="0-10 from the verified claims only.")
+    band: float | None = Field(default=None, description="Most the judge may move the score, either way.")
+    combination: str | None = Field(default=None, description="How the final score was reached.")
+    reason: str | None = Field(default=None, description="The judge's one-line reason.")
+    injection_suspected: bool = Field(default=False, description="The judge thinks the answer addresses it.")
+    points: list[JudgePoint] = Field(default_factory=list)
+    errors: list[JudgeClaim] = Field(default_factory=list)
+    latency_ms: float | None = None
 
 
 Flag = Literal[
