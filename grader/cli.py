@@ -410,6 +410,58 @@ def batch(
     _guarded(run)
 
 
+exemplars_app = typer.Typer(help="Graded answers that inform the scores of their questions.", no_args_is_help=True)
+app.add_typer(exemplars_app, name="exemplars")
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="mohler, ads, or a CSV/JSONL of graded answers (question, reference, answer, score).")] = None,
+    data: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Folder holding mohler_v2.jsonl and ads_train.jsonl (default ../shared/eval-data).")] = None,
+    train: Annotated[Optional[Path], typer.Option(help="Fit on this file ...")] = None,  # noqa: UP045
+    test: Annotated[Optional[Path], typer.Option(help="... and report on this one.")] = None,  # noqa: UP045
+    warm: Annotated[bool, typer.Option("--warm/--cold", help="Use exemplars from training answers of the same "
+                                       "question (ads folds split each question's answers).")] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Agreement with human grades (Pearson, Spearman, QWK, RMSE) under the dataset's protocol."""
+    from eval.harness import render as render_report
+    from eval.harness import run as run_eval
+
+    def run() -> None:
+        with err.status("Computing features (embeddings are cached for the next run)…"):
+            report = run_eval(dataset, data, train, test, "warm" if warm else "cold", model)
+        out.print_json(data=report.flat()) if as_json else out.print(render_report(report), highlight=False)
+
+    _guarded(run)
+
+
+@exemplars_app.command("add")
+def exemplars_add(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="CSV/JSONL: question, reference(s), answer, score.")],
+    scale: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help="Top of the file's score scale (default: 5 or 10, whichever fits).")] = None,
+    model: ModelOption = None,
+) -> None:
+    """Store graded answers; later answers to the same question are scored with their nearest ones."""
+    from eval.datasets import load_graded
+    from eval.features import custom_question
+    from grader.exemplars import add_graded
+
+    def run() -> None:
+        graded = load_graded(path, scale)
+        grader = _load_grader(model)
+        items = [(custom_question(r), r.answer, 10 * graded.fraction(r.score)) for r in graded.records]
+        added = add_graded(grader, items)
+        out.print(f"{sum(added.values())} new exemplars for {len(added)} question(s) in "
+                  f"{grader.exemplars.folder}", highlight=False)
+
+    _guarded(run)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     app()

@@ -16,7 +16,9 @@ import yaml
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
 from grader.detectors import broken_grammar_rate, copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
+from grader.custom_model import custom_score, load_custom_model
 from grader.embedding import EmbeddingCache, Embedder, get_embedder
+from grader.exemplars import ExemplarStore
 from grader.feedback import build_feedback
 from grader.judge.base import Judge
 from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
@@ -59,6 +61,7 @@ class Grader:
         max_answer_chars: int = MAX_ANSWER_CHARS,
         judge: Judge | None = None,
         judge_band: float = 1.0,
+        exemplars: ExemplarStore | None = None,
     ):
         self.judge = judge  # optional; its verdict is checked and can move a score by judge_band at most
         self.judge_band = judge_band
@@ -67,8 +70,11 @@ class Grader:
         self.cache = EmbeddingCache(embedder, Path(cache_dir))
         self.calibration = calibration or load_calibration(embedder.model_id, self.cache.encode)
         self.max_answer_chars = max_answer_chars
+        self.custom_model = load_custom_model(embedder.model_id)  # None: custom questions use the bank's
+        self.exemplars = exemplars
         self._unrelated = self.cache.encode([b for _, b in load_anchor_pairs()["unrelated"]])
         self._compiled: dict[str, CompiledQuestion] = {}
+        self._custom: dict[str, CompiledQuestion] = {}
         self._compile(list(bank))
         refs = [(i, r) for i, q in enumerate(self._compiled.values()) for r in q.references.vectors]
         self._bank_ids = list(self._compiled)
@@ -91,7 +97,8 @@ class Grader:
         return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
                    max_answer_chars=settings.max_answer_chars,
                    judge=judge_from_settings(settings) if judge == "settings" else judge,
-                   judge_band=settings.judge_band)
+                   judge_band=settings.judge_band,
+                   exemplars=ExemplarStore(settings.cache_dir, embedder.model_id, embedder.dim))
 
     def _compile(self, rubrics: list[Rubric]) -> list[CompiledQuestion]:
         compiled = [CompiledQuestion.build(r) for r in rubrics]
@@ -119,7 +126,13 @@ class Grader:
                 self.bank.get(question)  # raises UnknownQuestion with suggestions
             return self._compiled[question]
         rubric = question if isinstance(question, Rubric) else rubric_from_custom(question)
-        return self._compile([rubric])[0]
+        # a data set or a batch file grades many answers per custom question: compile each once
+        key = rubric.model_dump_json()
+        if key not in self._custom:
+            if len(self._custom) >= 256:
+                self._custom.pop(next(iter(self._custom)))
+            self._custom[key] = self._compile([rubric])[0]
+        return self._custom[key]
 
     def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None) -> GradeResult:
         """Grade one answer. ``question`` is a bank id, a ``CustomQuestion`` or a ``Rubric``."""
@@ -273,6 +286,9 @@ class Grader:
 
         flags = self._flags(f, p, reference, coverage, hint)
         score = cal.final_score(coverage, reference, [e.severity for e in errors])
+        label = cal.label
+        if self.custom_model is not None and self._compiled.get(rubric.id) is not c:
+            score, label = custom_score(self.custom_model, self.exemplars, c, p, f, answer_vec, cal)
         score = round(cal.apply_caps(score, flags), 1)
         points = [
             PointResult(
@@ -290,7 +306,7 @@ class Grader:
                                   reference=f["ref_index"]),
             points=points, errors=errors, flags=flags,
             feedback=build_feedback(score, points, errors, flags, p.language),
-            model=self.embedder.model_id, calibration=cal.label, language=p.language,
+            model=self.embedder.model_id, calibration=label, language=p.language,
             answer_chars=p.original_chars, graded_chars=len(p.text), timing_ms=0.0,
         )
 

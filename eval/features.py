@@ -1,0 +1,82 @@
+"""A data set's feature table: what the grader computes for every answer, once.
+
+Answer and sentence embeddings go through the grader's disk cache, so a second run over the same
+data takes seconds; ``python -m eval.features ads --out /tmp/ads.npz`` dumps a table to iterate on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eval.datasets import GradedAnswer, GradedSet, load_dataset
+from grader.answer_features import FEATURES, feature_vector
+from grader.grader import Grader
+from grader.schema import CustomQuestion
+from grader.text import prepare
+
+
+def custom_question(record: GradedAnswer) -> CustomQuestion:
+    """The record's question as the grader sees a platform's own question: text and references only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", record.question_id.lower()).strip("-") or "custom"
+    return CustomQuestion(id=f"q-{slug}", question=record.question, references=list(record.references))
+
+
+@dataclass
+class FeatureTable:
+    x: np.ndarray  # (n, len(FEATURES))
+    y: np.ndarray  # human score as a fraction of the scale
+    empty: np.ndarray  # bool: nothing to grade (the grader gives 0)
+    vectors: np.ndarray  # (n, dim) answer embeddings, for exemplars
+    questions: np.ndarray  # question ids
+    folds: np.ndarray  # the dataset's folds ("" when none)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **self.__dict__)
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureTable:
+        data = np.load(path, allow_pickle=False)
+        return cls(**{k: data[k] for k in data.files})
+
+
+def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
+    records = graded.records
+    items = [(custom_question(r), r.answer) for r in records]
+    raws = grader.features_many(items)
+    rows, empty, texts = [], [], []
+    for (question, answer), raw in zip(items, raws, strict=True):
+        text = prepare(answer, grader.max_answer_chars).text
+        texts.append(text or " ")
+        empty.append(raw is None)
+        if raw is None:
+            rows.append([0.0] * len(FEATURES))
+            continue
+        named = feature_vector(raw, grader.compiled(question), text, grader.calibration)
+        rows.append([named[name] for name in FEATURES])
+    return FeatureTable(
+        x=np.nan_to_num(np.array(rows, dtype=float), posinf=3.0, neginf=0.0),
+        y=np.array([graded.fraction(r.score) for r in records]),
+        empty=np.array(empty, dtype=bool),
+        vectors=grader.cache.encode(texts),
+        questions=np.array([r.question_id for r in records]),
+        folds=np.array([r.fold or "" for r in records]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    grader = Grader.from_settings()
+    extract(grader, load_dataset(args.dataset, args.data)).save(args.out)
+
+
+if __name__ == "__main__":
+    main()

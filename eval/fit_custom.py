@@ -1,0 +1,164 @@
+"""Fit the custom-question score model (and its exemplar blend) on graded answers.
+
+    python -m eval.fit_custom [--data ../shared/eval-data] [--model multilingual-e5-small]
+
+Fits on every answer of the Mohler standard set and the ADS training split together and writes
+``grader/calibration/custom-<model>.json``, which the grader loads at start-up for questions that
+are not in the bank. The same functions fit the per-fold models of ``grader eval``, on training folds
+only; every choice below (exemplar blend numbers) is made by cross-validation inside the data given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import lsq_linear
+from sklearn.isotonic import IsotonicRegression
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+from grader.answer_features import FEATURES, MONOTONE
+from grader.custom_model import CustomModel, ExemplarBlend, custom_model_path
+
+log = logging.getLogger(__name__)
+
+RIDGE = 1.0  # a light pull of the standardised weights towards 0, for correlated features
+ISO_KNOTS = 24
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, ...] = FEATURES) -> CustomModel:
+    """Sign-constrained ridge on standardised features, then an isotonic map onto the 0-1 scale."""
+    columns = [FEATURES.index(f) for f in features]
+    mean, scale = x[:, columns].mean(0), x[:, columns].std(0)
+    scale = np.where(scale > 1e-6, scale, 1.0)  # a feature constant in the data gets no say, not a NaN
+    z = (x[:, columns] - mean) / scale
+    sign = np.array([MONOTONE[f] for f in features])
+    lower = np.r_[np.where(sign > 0, 0.0, -np.inf), -np.inf]
+    upper = np.r_[np.where(sign < 0, 0.0, np.inf), np.inf]
+    # ridge as extra rows: sqrt(RIDGE) * I against 0 (the intercept is not penalised)
+    a = np.vstack([np.c_[z, np.ones(len(z))], np.c_[np.sqrt(RIDGE) * np.eye(len(columns)), np.zeros(len(columns))]])
+    b = np.r_[y, np.zeros(len(columns))]
+    solution = lsq_linear(a, b, bounds=(lower, upper)).x
+    weights, bias = solution[:-1], float(solution[-1])
+    linear = z @ weights + bias
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(linear, y)
+    grid = np.quantile(linear, np.linspace(0, 1, ISO_KNOTS))
+    knots = np.unique(np.round(grid, 5))
+    return CustomModel(
+        model=model_id, features=list(features), mean=_r(mean), scale=_r(scale), weights=_r(weights),
+        bias=round(bias, 6), iso_x=_r(knots), iso_y=_r(np.maximum.accumulate(iso.predict(knots))),
+    )
+
+
+def _r(values) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
+def exemplar_terms(blend: ExemplarBlend, vectors: np.ndarray, questions: np.ndarray, y: np.ndarray,
+                   base: np.ndarray, pool: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ridge residual, kNN residual, exemplar count) for each of ``rows``, exemplars from ``pool`` only.
+
+    Neighbours are searched with faiss, one flat inner-product index per question, as ``ExemplarStore``
+    does; only exemplars of the row's own question count.
+    """
+    import faiss
+
+    ridge, knn, total = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows), dtype=int)
+    for question in np.unique(questions[rows]):
+        mine = pool[questions[pool] == question]
+        where = np.flatnonzero(questions[rows] == question)
+        if not len(mine):
+            continue
+        residuals = y[mine] - base[mine]
+        queries = np.ascontiguousarray(vectors[rows[where]], dtype=np.float32)
+        ridge[where] = blend.ridge_residual(vectors[mine], residuals, queries)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(np.ascontiguousarray(vectors[mine], dtype=np.float32))
+        sims, near = index.search(queries, min(blend.k, len(mine)))
+        knn[where] = blend.knn_residual(sims, residuals[near])
+        total[where] = len(mine)
+    return ridge, knn, total
+
+
+def warm_predict(model: CustomModel, blend: ExemplarBlend, x: np.ndarray, y: np.ndarray, vectors: np.ndarray,
+                 questions: np.ndarray, pool: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Scores of ``rows`` with exemplars from ``pool`` (the exemplars' model scores are in-sample, as when
+    a platform adds graded answers to a model that has seen them)."""
+    base = model.predict(x)
+    ridge, knn, total = exemplar_terms(blend, vectors, questions, y, base, pool, rows)
+    return np.array([blend.apply(base[r], ridge[i], knn[i], total[i]) for i, r in enumerate(rows)])
+
+
+SEARCH = [dict(alpha=a, temperature=t) for a in (0.01, 0.03, 0.1) for t in (0.02, 0.05)]
+WEIGHTS = [dict(prior=p, ridge=r, knn=k) for p in (0.0, 10.0, 30.0) for r in (0.0, 0.5, 0.75, 1.0)
+           for k in (0.0, 0.25, 0.5)]
+
+
+def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.ndarray, model_id: str,
+              folds: int = 5, features: tuple[str, ...] = FEATURES) -> tuple[ExemplarBlend, float]:
+    """Exemplar blend numbers by inner cross-validation (each question's answers split across folds)."""
+    idx = np.arange(len(y))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=1).split(idx, questions))
+    bases = []
+    for train, _ in splits:
+        model = fit_model(x[train], y[train], model_id, features)
+        bases.append(model.predict(x))  # in-sample for the exemplars, out-of-fold for the test rows
+    best, best_error = None, np.inf
+    for search in SEARCH:
+        probe = ExemplarBlend(k=10, prior=0.0, ridge=1.0, knn=1.0, **search)
+        terms = [exemplar_terms(probe, vectors, questions, y, base, train, test)
+                 for base, (train, test) in zip(bases, splits, strict=True)]
+        for weights in WEIGHTS:
+            blend = ExemplarBlend(k=10, **search, **weights)
+            error = 0.0
+            for base, (_, test), (ridge, knn, total) in zip(bases, splits, terms, strict=True):
+                say = np.where(total > 0, total / (total + blend.prior + 1e-12), 0.0)
+                predicted = np.clip(base[test] + say * (blend.ridge * ridge + blend.knn * knn), 0, 1)
+                error += float(((predicted - y[test]) ** 2).sum())
+            if error < best_error:
+                best, best_error = blend, error
+    assert best is not None
+    return best, best_error / len(y)
+
+
+def question_groups(questions: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner folds that keep each question's answers together (for cold-start choices)."""
+    n = min(folds, len(np.unique(questions)))
+    return list(GroupKFold(n).split(np.arange(len(questions)), groups=questions))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from eval.datasets import load_dataset
+    from eval.features import FeatureTable, extract
+    from grader.grader import Grader
+
+    parser = argparse.ArgumentParser(description="Fit the custom-question score model on graded answers.")
+    parser.add_argument("--data", type=Path, help="folder with mohler_v2.jsonl and ads_train.jsonl")
+    parser.add_argument("--model", default=None, help="embedding model (default: settings)")
+    parser.add_argument("--datasets", nargs="+", default=["mohler", "ads"])
+    args = parser.parse_args(argv)
+    grader = Grader.from_settings(model=args.model)
+    tables = [extract(grader, load_dataset(name, args.data)) for name in args.datasets]
+    table = FeatureTable(**{k: np.concatenate([getattr(t, k) for t in tables]) for k in tables[0].__dict__})
+    keep = ~table.empty
+    x, y = table.x[keep], table.y[keep]
+    questions = np.array([f"{i}:{q}" for i, t in enumerate(tables) for q in t.questions])[keep]
+    model = fit_model(x, y, grader.embedder.model_id)
+    blend, error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id)
+    model = model.model_copy(update={
+        "exemplars": blend,
+        "fitted_on": f"{', '.join(args.datasets)} ({len(y)} graded answers, ../shared/eval-data)",
+        "command": "python -m eval.fit_custom " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cross_validated": {"warm_rmse_fraction": round(float(np.sqrt(error)), 4)},
+    })
+    path = custom_model_path(grader.embedder.model_id)
+    path.write_text(json.dumps(model.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    log.warning("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()

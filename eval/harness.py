@@ -1,0 +1,174 @@
+"""``grader eval``: the grader's agreement with human grades under a dataset's standard protocol.
+
+Every fold's model (and exemplar blend) is fitted on that fold's training answers only; the test
+answers' questions are graded as custom questions (question text + references), and exemplars, when
+on, come only from training answers of the same question.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+
+from eval.datasets import GradedSet
+from eval.features import FeatureTable
+from eval.fit_custom import fit_blend, fit_model, warm_predict
+from eval.metrics import Agreement, agreement
+from grader.answer_features import FEATURES
+
+Mode = Literal["cold", "warm"]
+
+
+class FoldResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fold: str
+    agreement: Agreement
+
+
+class Report(BaseModel):
+    """What ``grader eval`` prints; ``--json`` prints ``overall``'s keys at the top level plus the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str
+    protocol: str
+    mode: Mode
+    model: str
+    overall: Agreement
+    folds: list[FoldResult]
+    questions: list[FoldResult]
+
+    def flat(self) -> dict:
+        return {**self.overall.model_dump(), **self.model_dump(exclude={"overall"})}
+
+
+def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, train rows, test rows) per fold of the dataset's protocol."""
+    idx = np.arange(len(table.y))
+    if graded.protocol == "folds":
+        groups = table.folds
+        return [(f"fold {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
+    if mode == "cold":  # no graded answer of the test question is ever seen
+        groups = table.questions
+        return [(f"question {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0).split(idx, table.questions)
+    return [(f"fold {i + 1}", tr, te) for i, (tr, te) in enumerate(folds)]
+
+
+def predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
+                 features: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """Scores (0-1) for ``test`` from a model fitted on ``train`` only."""
+    keep = ~train.empty
+    model = fit_model(train.x[keep], train.y[keep], model_id, features)
+    predicted = model.predict(test.x)
+    if mode == "warm":
+        blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
+                             features=features)
+        both = _concat(train, test)
+        n = len(train.y)
+        rows = np.arange(n, n + len(test.y))
+        predicted = warm_predict(model, blend, both.x, both.y, both.vectors, both.questions,
+                                 np.flatnonzero(~train.empty), rows)
+    predicted[test.empty] = 0.0
+    return predicted
+
+
+def _concat(a: FeatureTable, b: FeatureTable) -> FeatureTable:
+    return FeatureTable(**{k: np.concatenate([getattr(a, k), getattr(b, k)]) for k in a.__dict__})
+
+
+def _take(table: FeatureTable, rows: np.ndarray) -> FeatureTable:
+    return FeatureTable(**{k: v[rows] for k, v in table.__dict__.items()})
+
+
+def _breakdown(graded: GradedSet, human: np.ndarray, predicted: np.ndarray, labels: np.ndarray) -> list[FoldResult]:
+    results = []
+    for label in dict.fromkeys(labels.tolist()):
+        rows = labels == label
+        results.append(FoldResult(fold=str(label), agreement=agreement(
+            human[rows], predicted[rows], graded.scale_max, graded.integer_max)))
+    return results
+
+
+def evaluate(graded: GradedSet, table: FeatureTable, model_id: str, mode: Mode = "cold",
+             features: tuple[str, ...] = FEATURES) -> Report:
+    """Cross-validated agreement under the dataset's protocol."""
+    predicted = np.zeros(len(table.y))
+    fold_of = np.empty(len(table.y), dtype=object)
+    for name, train, test in standard_splits(graded, table, mode):
+        predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features)
+        fold_of[test] = name
+    return _report(graded, table, predicted, fold_of.astype(str), model_id, mode, graded.protocol_text)
+
+
+def evaluate_fixed(train_set: GradedSet, train: FeatureTable, test_set: GradedSet, test: FeatureTable,
+                   model_id: str, mode: Mode = "cold") -> Report:
+    """Fit on one file, report on another."""
+    predicted = predict_fold(train, test, model_id, mode)
+    labels = np.full(len(test.y), "test")
+    protocol = f"fit on {train_set.name} ({len(train.y)} answers), tested on {test_set.name}"
+    return _report(test_set, test, predicted, labels, model_id, mode, protocol)
+
+
+def _report(graded: GradedSet, table: FeatureTable, predicted: np.ndarray, folds: np.ndarray, model_id: str,
+            mode: Mode, protocol: str) -> Report:
+    human = table.y * graded.scale_max
+    scores = predicted * graded.scale_max
+    return Report(
+        dataset=graded.name, protocol=protocol, mode=mode, model=model_id,
+        overall=agreement(human, scores, graded.scale_max, graded.integer_max),
+        folds=_breakdown(graded, human, scores, folds),
+        questions=_breakdown(graded, human, scores, table.questions),
+    )
+
+
+def table_for(graded: GradedSet, model: str | None = None, cache: Path | None = None) -> tuple[FeatureTable, str]:
+    """The dataset's feature table from a grader built from settings (embeddings come from the disk cache)."""
+    from eval.features import extract
+    from grader.grader import Grader
+
+    grader = Grader.from_settings(model=model)
+    return extract(grader, graded), grader.embedder.model_id
+
+
+def run(dataset: str | None, data: Path | None = None, train: Path | None = None, test: Path | None = None,
+        mode: Mode = "cold", model: str | None = None) -> Report:
+    """What ``grader eval`` does: a named dataset under its protocol, or ``train`` -> ``test`` files."""
+    from eval.datasets import load_dataset, load_graded
+    from eval.features import extract
+    from grader.errors import InputError
+    from grader.grader import Grader
+
+    if (train is None) != (test is None):
+        raise InputError("--train and --test go together: fit on one file, report on the other")
+    if train is None and not dataset:
+        raise InputError("name a dataset (mohler, ads or a file) or give --train FILE --test FILE")
+    grader = Grader.from_settings(model=model)
+    model_id = grader.embedder.model_id
+    if train is not None and test is not None:
+        train_set, test_set = load_graded(train), load_graded(test)
+        return evaluate_fixed(train_set, extract(grader, train_set), test_set, extract(grader, test_set),
+                              model_id, mode)
+    graded = load_dataset(dataset, data)
+    return evaluate(graded, extract(grader, graded), model_id, mode)
+
+
+def render(report: Report, breakdown: int = 20) -> str:
+    """Plain-text table: overall, then the folds (or questions), worst first when there are many."""
+    head = f"{report.dataset}: {report.protocol}; {report.mode}, model {report.model}"
+    cells = "{:<22} {:>6} {:>8} {:>8} {:>6} {:>7}"
+    lines = [head, cells.format("", "n", "pearson", "spearman", "qwk", "rmse")]
+
+    def line(name: str, a: Agreement) -> str:
+        return cells.format(name[:22], a.n, f"{a.pearson:.3f}", f"{a.spearman:.3f}", f"{a.qwk:.3f}", f"{a.rmse:.3f}")
+
+    lines.append(line("overall", report.overall))
+    parts = report.folds if len(report.folds) > 1 else report.questions
+    for part in sorted(parts, key=lambda p: p.agreement.pearson)[:breakdown]:
+        lines.append(line(part.fold, part.agreement))
+    if len(parts) > breakdown:
+        lines.append(f"... {len(parts) - breakdown} more (--json lists all)")
+    return "\n".join(lines)

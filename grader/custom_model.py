@@ -1,0 +1,143 @@
+"""The score model for questions outside the bank, and how graded exemplars adjust it.
+
+A question a platform writes itself comes with a question text and reference answers, not with
+hand-written key points, paraphrases and misconceptions, so the bank's calibration does not fit it.
+This model reads the named features of ``grader.answer_features`` and is a sign-constrained linear
+model (no feature that should only help can hurt) followed by an isotonic map onto the score scale.
+Both parts are plain numbers in ``grader/calibration/custom-<model>.json``, written by
+``python -m eval.fit_custom``, which also records the data and command.
+
+With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
+model: their grades minus the model's own scores for them, weighted by similarity, move the score,
+more so the more exemplars the question has. The blend's numbers are fitted on training folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from grader.answer_features import FEATURES, MONOTONE
+from grader.scoring import CALIBRATION_DIR, model_slug
+
+
+class ExemplarBlend(BaseModel):
+    """score = base + n / (n + prior) * (ridge * ridge_residual + knn * knn_residual).
+
+    Residuals are grade minus the feature model's score. ``ridge_residual`` is a ridge regression of
+    the question's exemplar residuals on their embeddings, evaluated at the answer (what, in this
+    question, sets well-graded answers apart from the model's guess); ``knn_residual`` is the
+    similarity-weighted mean residual of the ``k`` nearest exemplars (softmax of cosine / temperature).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(ge=1)
+    temperature: float = Field(gt=0)
+    alpha: float = Field(gt=0, description="Ridge penalty (embeddings are unit vectors).")
+    prior: float = Field(ge=0, description="Exemplar count at which exemplars get half their full say.")
+    ridge: float = Field(ge=0, le=1.5)
+    knn: float = Field(ge=0, le=1.5)
+
+    def ridge_residual(self, vectors: np.ndarray, residuals: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        from sklearn.linear_model import Ridge
+
+        if len(residuals) < 2:
+            return np.full(len(queries), float(np.mean(residuals)) if len(residuals) else 0.0)
+        return Ridge(alpha=self.alpha).fit(vectors, residuals).predict(queries)
+
+    def knn_residual(self, similarity: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+        """Rows of neighbour similarities and their residuals -> one weighted residual per row."""
+        similarity = np.atleast_2d(similarity)[:, : self.k]
+        residuals = np.atleast_2d(residuals)[:, : self.k]
+        z = (similarity - similarity.max(1, keepdims=True)) / self.temperature
+        w = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        return (w * residuals).sum(1)
+
+    def apply(self, base: np.ndarray, ridge_residual: np.ndarray, knn_residual: np.ndarray, total: int) -> np.ndarray:
+        """Adjusted scores (0-1 scale)."""
+        say = total / (total + self.prior) if total else 0.0
+        return np.clip(base + say * (self.ridge * ridge_residual + self.knn * knn_residual), 0.0, 1.0)
+
+
+class CustomModel(BaseModel):
+    """Features -> score on a 0-1 scale; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="Embedding model the features were computed with.")
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
+    iso_x: list[float] = Field(description="Isotonic map of the linear score: knots (increasing).")
+    iso_y: list[float] = Field(description="... and their scores on the 0-1 scale (non-decreasing).")
+    exemplars: ExemplarBlend | None = None
+    fitted_on: str = ""
+    command: str = ""
+    cross_validated: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomModel:
+        n = len(self.features)
+        if not (len(self.mean) == len(self.scale) == len(self.weights) == n):
+            raise ValueError("features, mean, scale and weights must have the same length")
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
+        for name, weight in zip(self.features, self.weights, strict=True):
+            if MONOTONE[name] * weight < 0:
+                raise ValueError(f"weight of {name} is {weight}, against its required direction")
+        if len(self.iso_x) != len(self.iso_y) or np.any(np.diff(self.iso_y) < 0):
+            raise ValueError("iso_x and iso_y must be the same length and iso_y non-decreasing")
+        return self
+
+    def linear(self, rows: np.ndarray) -> np.ndarray:
+        """The linear part for an (n, len(FEATURES)) table in ``FEATURES`` order."""
+        columns = [FEATURES.index(f) for f in self.features]
+        z = (np.asarray(rows, dtype=float)[:, columns] - self.mean) / self.scale
+        return z @ np.asarray(self.weights) + self.bias
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Scores on the 0-1 scale for an (n, len(FEATURES)) table."""
+        return np.clip(np.interp(self.linear(rows), self.iso_x, self.iso_y), 0.0, 1.0)
+
+    def predict_one(self, named: dict[str, float]) -> float:
+        return float(self.predict(np.array([[named[f] for f in FEATURES]]))[0])
+
+
+def custom_model_path(model_id: str) -> Path:
+    return CALIBRATION_DIR / f"custom-{model_slug(model_id)}.json"
+
+
+def load_custom_model(model_id: str) -> CustomModel | None:
+    """The fitted custom-question model for this embedding model, if one was fitted."""
+    path = custom_model_path(model_id)
+    if not path.is_file():
+        return None
+    return CustomModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def custom_score(model: CustomModel, store, compiled, prepared, raw: dict, answer_vector: np.ndarray,
+                 calibration) -> tuple[float, str]:
+    """(score 0-10, calibration label) of an answer to a custom question, with exemplars when stored."""
+    from grader.answer_features import feature_vector
+    from grader.exemplars import question_key
+
+    base = model.predict_one(feature_vector(raw, compiled, prepared.text, calibration))
+    label = f"custom-{model_slug(model.model)}.json"
+    key = question_key(compiled.rubric, custom=True)
+    blend = model.exemplars
+    stored = store.all(key) if store is not None and blend is not None else None
+    if stored is None:
+        return 10.0 * base, label
+    vectors, grades, bases = stored
+    residuals = (grades - bases) / 10
+    near = store.search(key, answer_vector, blend.k)
+    near_residuals = (np.array(near.score) - np.array(near.base)) / 10
+    query = answer_vector.reshape(1, -1)
+    adjusted = blend.apply(np.array([base]), blend.ridge_residual(vectors, residuals, query),
+                           blend.knn_residual(np.array(near.similarity), near_residuals), len(grades))
+    return 10.0 * float(adjusted[0]), label + f" + {len(grades)} exemplars"

@@ -1,0 +1,111 @@
+"""Evaluation harness, custom questions and graded exemplars, on small data written for these tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import cohen_kappa_score
+
+from eval.datasets import load_graded
+from eval.metrics import agreement, to_grades
+from grader.exemplars import ExemplarStore
+from grader.schema import CustomQuestion
+from tests.conftest import grader_command
+
+STACK_Q = "What is a stack and how does it differ from a queue?"
+STACK_REF = "A stack is a last-in first-out structure. A queue removes items in first-in first-out order."
+GOOD = "A stack is LIFO: the last element pushed is popped first, while a queue is FIFO."
+WEAK = "It is a kind of list."
+OFF = "Photosynthesis turns light into chemical energy in plants."
+
+
+def test_metrics_match_scipy_and_sklearn_on_known_vectors():
+    human = np.array([0, 1, 2, 3, 4, 5, 5, 4.5, 2.5])
+    predicted = np.array([0.5, 1.2, 1.8, 3.4, 3.9, 4.6, 5.0, 4.0, 3.0])
+    result = agreement(human, predicted, scale_max=5, integer_max=5)
+    assert result.n == 9
+    assert result.pearson == pytest.approx(pearsonr(human, predicted).statistic, abs=1e-4)
+    assert result.spearman == pytest.approx(spearmanr(human, predicted).statistic, abs=1e-4)
+    assert result.rmse == pytest.approx(np.sqrt(np.mean((human - predicted) ** 2)), abs=1e-4)
+    kappa = cohen_kappa_score([0, 1, 2, 3, 4, 5, 5, 5, 3], [1, 1, 2, 3, 4, 5, 5, 4, 3], weights="quadratic")
+    assert result.qwk == pytest.approx(kappa, abs=1e-4)
+    assert to_grades(np.array([7.5, 7.49]), 10, 10).tolist() == [8, 7]
+    # a constant grader has no correlation rather than NaN
+    assert agreement(human, np.full(9, 4.0), 5, 5).pearson == 0.0
+
+
+def _write_csv(path, rows):
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _rows(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    answers = [(GOOD, 5), (WEAK, 2), (OFF, 0), ("A queue is FIFO and a stack is LIFO.", 5),
+               ("Stacks push and pop at one end.", 3), ("I do not know.", 0)]
+    rows = []
+    for i in range(n):
+        answer, score = answers[int(rng.integers(len(answers)))]
+        rows.append({"question_id": f"s{i % 2}", "question": STACK_Q, "reference": STACK_REF,
+                     "reference2": "Stack: LIFO. Queue: FIFO.", "answer": f"{answer} ({i})", "score": score})
+    return rows
+
+
+def test_loader_reads_a_generated_csv_with_two_references(tmp_path):
+    path = tmp_path / "graded.csv"
+    _write_csv(path, _rows(6, seed=1))
+    graded = load_graded(path)
+    assert len(graded.records) == 6 and graded.scale_max == 5
+    assert graded.records[0].references == (STACK_REF, "Stack: LIFO. Queue: FIFO.")
+    bad = tmp_path / "bad.csv"
+    _write_csv(bad, [{"question": "q", "answer": "a"}])
+    with pytest.raises(Exception, match="score"):
+        load_graded(bad)
+
+
+def test_custom_question_derives_key_points_and_ranks_answers(grader):
+    question = CustomQuestion(question=STACK_Q, references=[STACK_REF])
+    good, weak, off = (grader.grade(question, a) for a in (GOOD, WEAK, OFF))
+    # two reference sentences -> two key points
+    assert [p.id for p in good.points] == ["p1", "p2"]
+    assert good.score > weak.score and good.score > off.score
+    if grader.custom_model is not None:
+        assert good.calibration.startswith("custom-")
+
+
+def test_exemplar_index_adds_searches_and_persists(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = ExemplarStore(tmp_path, "some/model", 8)
+    assert store.search("q", vectors[0], k=3) is None
+    answers = [f"answer {i}" for i in range(5)]
+    assert store.add("q", "question", vectors, [10, 8, 6, 4, 2], [9, 8, 7, 6, 5], answers) == 5
+    assert store.add("q", "question", vectors[:2], [1, 1], [1, 1], answers[:2]) == 0  # duplicates ignored
+    again = ExemplarStore(tmp_path, "some/model", 8)  # a new process reads the same files
+    found = again.search("q", vectors[3], k=2)
+    assert again.count("q") == 5
+    assert found.score[0] == 4 and found.similarity[0] == pytest.approx(1.0, abs=1e-5)
+    assert found.similarity[0] >= found.similarity[1]
+
+
+def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.jsonl"
+    _write_csv(train, _rows(24, seed=2))
+    test.write_text("\n".join(json.dumps(r) for r in _rows(8, seed=3)) + "\n", encoding="utf-8")
+    done = subprocess.run([*grader_command(), "eval", "--train", str(train), "--test", str(test), "--json"],
+                          capture_output=True, env=cli_env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    result = json.loads(done.stdout)
+    assert {"pearson", "spearman", "qwk", "rmse", "n"} <= set(result)
+    assert result["n"] == 8 and result["pearson"] > 0.5
+    missing = subprocess.run([*grader_command(), "eval", "--train", str(train)], capture_output=True,
+                             env=cli_env, timeout=300)
+    assert missing.returncode == 2 and b"--test" in missing.stderr
