@@ -22,7 +22,7 @@ from grader.schema import Rubric
 from grader.text import content_terms, negated, split_sentences
 
 
-PROBE_VERSION = 1  # bump when the probes' training data or method changes
+PROBE_VERSION = 2  # bump when the probes' training data or method changes
 
 
 @dataclass
@@ -112,9 +112,10 @@ class CompiledQuestion:
     def all_rows(self) -> list[Rows]:
         return [self.questions, self.references, self.reference_sentences, self.points, self.claims, self.corrections]
 
-    def probe_key(self, model_id: str, unrelated: np.ndarray) -> str:
+    def probe_key(self, model_id: str, negatives: list[str]) -> str:
+        """Keyed by texts, not vectors: probes shipped in a bank pack stay valid on any machine."""
         digest = hashlib.sha256(f"{PROBE_VERSION}\0{model_id}\0{self.rubric.model_dump_json()}".encode())
-        digest.update(unrelated.tobytes())
+        digest.update("\0".join(negatives).encode())
         return "probe:" + digest.hexdigest()
 
     def probes_to_bytes(self) -> bytes:

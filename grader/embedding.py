@@ -94,11 +94,16 @@ class EmbeddingCache:
     """Embeddings of fixed texts (rubrics, references) on disk, keyed by model id and text.
 
     One SQLite file per cache directory; rows are float32 bytes. Safe to share between threads and
-    processes (SQLite locking).
+    processes (SQLite locking). A *pack* (``save_pack``) ships the bank's vectors with the code, so a
+    fresh machine does not spend minutes embedding the bank before the first grade; texts the pack
+    lacks (an edited rubric) are encoded as usual.
     """
 
-    def __init__(self, embedder: Embedder, cache_dir: Path):
+    def __init__(self, embedder: Embedder, cache_dir: Path, pack: Path | None = None):
         self.embedder = embedder
+        self._pack_path = pack
+        self._pack: dict[bytes, np.ndarray] | None = None
+        self._pack_blobs: dict[str, bytes] = {}
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(cache_dir) / "embeddings.sqlite"
         self._lock = threading.Lock()
@@ -122,8 +127,10 @@ class EmbeddingCache:
                 found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
         missing = sorted({t for t, k in zip(texts, keys, strict=True) if k not in found})
         if missing:
+            packed = self._from_pack(missing)
+            missing = [t for t in missing if self._key(t) not in packed]
             vectors = self.embedder.encode(missing)
-            new = {self._key(t): v for t, v in zip(missing, vectors, strict=True)}
+            new = packed | {self._key(t): v for t, v in zip(missing, vectors, strict=True)}
             with self._lock:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
@@ -135,12 +142,41 @@ class EmbeddingCache:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys])
 
+    def _load_pack(self) -> dict[bytes, np.ndarray]:
+        if self._pack is None:
+            self._pack = {}
+            if self._pack_path is not None and self._pack_path.exists():
+                with np.load(self._pack_path) as data:
+                    vectors = data["vectors"].astype(np.float32)
+                    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # float16 storage loses the unit norm
+                    self._pack = dict(zip((k.tobytes() for k in data["keys"]), vectors, strict=True))
+                    blob_data = data["blob_data"].tobytes()
+                    bounds = zip(data["blob_offsets"][:-1], data["blob_offsets"][1:], strict=True)
+                    self._pack_blobs = {str(k): blob_data[a:b] for k, (a, b) in zip(data["blob_keys"], bounds, strict=True)}
+        return self._pack
+
+    def _from_pack(self, texts: list[str]) -> dict[str, np.ndarray]:
+        pack = self._load_pack()
+        return {key: pack[bytes.fromhex(key)] for key in map(self._key, texts) if bytes.fromhex(key) in pack}
+
+    def save_pack(self, texts: Sequence[str], blob_keys: Sequence[str], path: Path) -> None:
+        """Write the vectors of ``texts`` (float16, keyed by text hash) and the named blobs to ``path``."""
+        unique = sorted(set(texts))
+        vectors = self.encode(unique)
+        keys = np.array([list(bytes.fromhex(self._key(t))) for t in unique], dtype=np.uint8)
+        blobs = [self.get_blob(k) or b"" for k in blob_keys]
+        offsets = np.cumsum([0] + [len(b) for b in blobs])
+        np.savez_compressed(path, keys=keys, vectors=vectors.astype(np.float16), blob_keys=np.array(blob_keys),
+                            blob_offsets=offsets, blob_data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
 
     def get_blob(self, key: str) -> bytes | None:
         """Other per-model artifacts derived from fixed texts (fitted probes)."""
         with self._lock:
             row = self._db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        if row:
+            return row[0]
+        self._load_pack()
+        return self._pack_blobs.get(key)
 
     def put_blob(self, key: str, value: bytes) -> None:
         with self._lock:

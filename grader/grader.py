@@ -21,7 +21,7 @@ from grader.embedding import EmbeddingCache, Embedder, get_embedder
 from grader.exemplars import ExemplarStore
 from grader.feedback import build_feedback
 from grader.judge.base import Judge
-from grader.scoring import CALIBRATION_DIR, Calibration, load_anchor_pairs, load_calibration
+from grader.scoring import CALIBRATION_DIR, Calibration, bank_pack_path, load_anchor_pairs, load_calibration
 from grader.schema import (
     Bilingual, CustomQuestion, ErrorResult, GradeResult, KeyPoint, Lang, PointResult, Rubric,
     Similarity,
@@ -67,15 +67,15 @@ class Grader:
         self.judge_band = judge_band
         self.embedder = embedder
         self.bank = bank
-        self.cache = EmbeddingCache(embedder, Path(cache_dir))
+        self.cache = EmbeddingCache(embedder, Path(cache_dir), pack=bank_pack_path(embedder.model_id))
         self.calibration = calibration or load_calibration(embedder.model_id, self.cache.encode)
         self.max_answer_chars = max_answer_chars
         self.custom_model = load_custom_model(embedder.model_id)  # None: custom questions use the bank's
         self.exemplars = exemplars
-        self._unrelated = self.cache.encode([b for _, b in load_anchor_pairs()["unrelated"]])
-        self._compiled: dict[str, CompiledQuestion] = {}
+        self._unrelated_texts = [b for _, b in load_anchor_pairs()["unrelated"]]
+        self._unrelated = self.cache.encode(self._unrelated_texts)
         self._custom: dict[str, CompiledQuestion] = {}
-        self._compile(list(bank))
+        self._compiled = {c.rubric.id: c for c in self._compile(list(bank))}
         refs = [(i, r) for i, q in enumerate(self._compiled.values()) for r in q.references.vectors]
         self._bank_ids = list(self._compiled)
         self._bank_ref_owner = np.array([i for i, _ in refs], dtype=int)
@@ -109,15 +109,13 @@ class Grader:
             for rows in c.all_rows():
                 rows.vectors = vectors[start : start + len(rows.texts)]
                 start += len(rows.texts)
-            key = c.probe_key(self.embedder.model_id, self._unrelated)
+            key = c.probe_key(self.embedder.model_id, self._unrelated_texts)
             blob = self.cache.get_blob(key)
             if blob is None:
                 c.fit_probes(self._unrelated)
                 self.cache.put_blob(key, c.probes_to_bytes())
             else:
                 c.probes_from_bytes(blob)
-            if c.rubric.id in self.bank:
-                self._compiled[c.rubric.id] = c
         return compiled
 
     def compiled(self, question: str | CustomQuestion | Rubric) -> CompiledQuestion:
@@ -168,19 +166,19 @@ class Grader:
         """(compiled question, prepared answer, answer vector, sentence vectors) per item."""
         compiled = [self.compiled(q) for q, _ in items]
         prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
-        texts: list[str] = []
-        spans = []
-        for p in prepared:
-            spans.append((len(texts), len(p.segments)))
-            if p.text:
-                texts += [p.text, *p.segments]
-        vectors = (encode or self.embedder.encode)(texts) if texts else np.zeros((0, self.embedder.dim))
+        encode = encode or self.embedder.encode
+        # Whole answers and their sentences go in separate calls: in one batch every short sentence
+        # would be padded to the whole answer's length, which made one answer cost ~10 raw encodes.
+        answer_vectors = iter(encode([p.text for p in prepared if p.text]))
+        segment_vectors = encode([s for p in prepared if p.text for s in p.segments])
         encoded = []
-        for c, p, (start, n_seg) in zip(compiled, prepared, spans, strict=True):
+        start = 0
+        for c, p in zip(compiled, prepared, strict=True):
             if not p.text:
                 encoded.append((c, p, None, None))
                 continue
-            encoded.append((c, p, vectors[start], vectors[start + 1 : start + 1 + n_seg]))
+            encoded.append((c, p, next(answer_vectors), segment_vectors[start : start + len(p.segments)]))
+            start += len(p.segments)
         return encoded
 
     # ------------------------------------------------------------------ scoring
@@ -213,7 +211,7 @@ class Grader:
         other_best = -1.0
         if len(self._bank_refs):
             bank_cos = cos_matrix(answer_vec, self._bank_refs)[0]
-            own = self._bank_ids.index(rubric.id) if rubric.id in self._compiled else -1
+            own = self._bank_ids.index(rubric.id) if self._compiled.get(rubric.id) is c else -1
             others = bank_cos[self._bank_ref_owner != own]
             other_best = float(others.max()) if len(others) else -1.0
         question_text = " ".join(c.questions.texts)

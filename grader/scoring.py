@@ -101,6 +101,11 @@ def calibration_path(model_id: str) -> Path:
     return CALIBRATION_DIR / f"{model_slug(model_id)}.json"
 
 
+def bank_pack_path(model_id: str) -> Path:
+    """The shipped vectors of the bank's texts for this model (``python -m eval.pack_bank``)."""
+    return CALIBRATION_DIR / f"{model_slug(model_id)}.bank-vectors.npz"
+
+
 def load_anchor_pairs() -> dict[str, list[tuple[str, str]]]:
     data = yaml.safe_load((CALIBRATION_DIR / "anchors.yaml").read_text(encoding="utf-8"))
     return {kind: [tuple(pair) for pair in pairs] for kind, pairs in data.items()}

@@ -54,3 +54,29 @@ def test_unknown_models_get_their_own_anchor_scale(embedder):
     assert calibration.model == "some-other-model"
     assert set(calibration.floor) == {"zh", "en"}
     assert all(calibration.ceiling[lang] > calibration.floor[lang] for lang in ("zh", "en"))
+
+
+def test_a_pack_seeds_a_cold_cache_and_only_new_texts_reach_the_model(embedder, tmp_path):
+    known = ["Each head has its own projections.", "每个头有自己的投影矩阵。"]
+    builder = EmbeddingCache(embedder, tmp_path / "warm")
+    builder.put_blob("probe:x", b"fitted")
+    builder.save_pack(known, ["probe:x"], tmp_path / "pack.npz")
+
+    counting = CountingEmbedder(embedder)
+    cold = EmbeddingCache(counting, tmp_path / "cold", pack=tmp_path / "pack.npz")
+    vectors = cold.encode([*known, "A sentence the pack has never seen."])
+    assert counting.calls == [["A sentence the pack has never seen."]]
+    np.testing.assert_allclose(vectors[:2], builder.encode(known), atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cold.get_blob("probe:x") == b"fitted" and cold.get_blob("probe:y") is None
+
+
+def test_the_shipped_bank_pack_is_current(grader):
+    """A stale pack silently costs minutes at every cold start: after editing rubrics, rerun the packer."""
+    texts = [t for c in grader._compiled.values() for rows in c.all_rows() for t in rows.texts]
+    shipped = grader.cache._from_pack(texts)
+    stale = sorted({t for t in texts if grader.cache._key(t) not in shipped})
+    assert not stale, f"{len(stale)} bank texts are not in the pack (e.g. {stale[0]!r}): run python -m eval.pack_bank"
+    sample = texts[:4]
+    np.testing.assert_allclose(np.stack([shipped[grader.cache._key(t)] for t in sample]),
+                               grader.embedder.encode(sample), atol=3e-3)
