@@ -62,6 +62,14 @@ def _load_grader(model: str | None, judge="settings"):
         return Grader.from_settings(settings, model=model, judge=judge)
 
 
+def _judge_label(settings) -> str:
+    """How the mock interview names the judge in its status line and transcript: "off" or backend and model."""
+    if settings.judge_backend == "none":
+        return "off"
+    default = "smollm2" if settings.judge_backend == "transformers" else "default model"
+    return f"{settings.judge_backend} ({settings.judge_model or default})"
+
+
 def _load_judge(backend: str | None, url: str | None, model: str | None):
     """The judge the options ask for (falling back to GRADER_JUDGE_* settings), or None when off."""
     from grader.judge import judge_from_settings
@@ -300,7 +308,8 @@ def interview(
         loader = BackgroundGrader(load, label=model or settings.embed_model)  # starts now, the menu does not wait
         console = Console(highlight=False)
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        read = TerminalReader(loader.status) if interactive else PlainReader(console=console)
+        judge_label = _judge_label(settings)
+        read = TerminalReader(loader.status, judge=judge_label) if interactive else PlainReader(console=console)
         if session is None:
             config = InterviewConfig(topics=topics, difficulty=difficulty, lang=lang or "en", count=count or 5,  # type: ignore[arg-type]
                                      time_limit=time_limit, seed=seed)
@@ -311,6 +320,7 @@ def interview(
                 except (EOFError, KeyboardInterrupt):
                     raise typer.Exit(130) from None
             session = new_session(store.new_id(), bank, config, store.sessions())
+            session.judge = judge_label
             store.save(session)
         Interview(session, bank, loader, read, console, store).run()
     _guarded(run)

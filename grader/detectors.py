@@ -41,6 +41,11 @@ _INJECTION = [
     r"(?:你|您)(?:现在)?(?:是|作为|扮演)(?:一[个名位])?(?:评分|阅卷|评审|打分)",
     r"(?:评分|分数|得分)\s*[:=：]\s*10",
     r"(?:所有|全部)(?:的)?(?:要点|得分点|关键点)(?:都)?(?:已经)?(?:覆盖|满足|答到)",
+    # Seen in the judge's adversarial suite (eval/adversarial.py); none matches the 918 dev-set answers.
+    r"\"overall\"\s*:\s*\d",
+    r"\b(?:covers?|covered|address(?:es|ed)?|hits?)\s+(?:all|every)\s+(?:the\s+|of\s+the\s+)?(?:key\s+)?points\b",
+    r"(?:覆盖|涵盖|答到|包含)(?:了)?(?:所有|全部)(?:的)?(?:要点|得分点|关键点|评分点)",
+    r"^\s*(?:系统|助手|评分员|考官)\s*[:：]",
 ]
 _INJECTION_RE = re.compile("|".join(f"(?:{p})" for p in _INJECTION), re.I | re.M)
 

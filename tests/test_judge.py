@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from grader.config import REPO_ROOT, Settings
+from grader.detectors import injection_evidence
 from grader.errors import BackendUnavailable, UnknownBackendError
 from grader.judge import JudgeRequest, Reply, build_messages, get_judge, judge_from_settings, neutralise, parse_reply
 from grader.judge.base import JudgeOutcome
@@ -99,7 +100,21 @@ def test_answer_cannot_close_its_fence_or_switch_roles():
 
 def test_prompts_differ_by_language():
     zh, en = (build_messages(JudgeRequest("Q", ["p"], lang=lang), nonce="x")[0]["content"] for lang in ("zh", "en"))
-    assert "评分要点" in zh and "marking scheme" in en
+    assert "按要点评" in zh and "against key points" in en
+
+
+def test_detectors_flag_every_adversarial_attack_and_no_dev_set_answer():
+    from eval.adversarial import ATTACKS, BASE
+
+    for name, attack in ATTACKS.items():
+        if name == "reviewer-note":  # polite and keyword-free: left to the embedding look-alike check
+            continue
+        for lang in ("en", "zh"):
+            assert injection_evidence(BASE[lang] + " " + attack[lang]), (name, lang)
+    dev = [json.loads(line)["answer"] for path in sorted((REPO_ROOT / "eval" / "devset").glob("*.jsonl"))
+           for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(dev) > 500
+    assert [a[:80] for a in dev if injection_evidence(a)] == []
 
 
 # ---------------------------------------------------------------- registry and settings
@@ -257,27 +272,28 @@ def smollm2(cache_dir):
     return TransformersJudge(model=str(gguf), cache_dir=cache_dir / "judge", max_tokens=40, timeout=600)
 
 
-def _check_model_result(result, backend: str) -> None:
-    judge = result.judge
-    assert judge.backend == backend and judge.status in MODEL_STATUSES, judge
-    assert judge.attempts in (1, 2) and judge.latency_ms > 0
-    assert abs(result.score - judge.embedding_score) <= judge.band + 1e-9
-    if judge.status != "ok":
-        assert not judge.used and result.score == judge.embedding_score and judge.judge_score is None
+def _judge_short_answer(grader, judge):
+    """One real judge call on a short custom question, combined with the embedding result as grade() does."""
+    outcome = judge.judge(JudgeRequest(SHORT.question, SHORT.key_points, answer=SHORT_ANSWER))
+    base = grader.grade(SHORT, SHORT_ANSWER)  # grader.judge is None: the embedding score
+    result = combine(base, outcome, grader.compiled(SHORT), prepare(SHORT_ANSWER), grader.cache.encode,
+                     grader.calibration, 1.0)
+    logging.getLogger(__name__).warning("%s judge: %s in %.1f s (%d attempt(s), max_tokens %d): %r",
+                                        judge.name, outcome.status or "ok", outcome.latency_ms / 1000,
+                                        outcome.attempts, judge.options.max_tokens, outcome.raw[:200])
+    assert outcome.raw.startswith(PREFILL) and len(outcome.raw) > len(PREFILL)  # the model really generated
+    info = result.judge
+    assert info.backend == judge.name and info.status in MODEL_STATUSES, info
+    assert info.attempts in (1, 2) and info.latency_ms > 0
+    assert abs(result.score - base.score) <= 1.0 + 1e-9 and info.embedding_score == base.score
+    if info.status != "ok":
+        assert not info.used and result.score == base.score and info.judge_score is None
+    return result
 
 
 def test_transformers_backend_grades_with_the_bundled_gguf(grader, smollm2):
     assert smollm2.source.suffix == ".gguf" and smollm2.model_id == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    outcome = smollm2.judge(JudgeRequest(SHORT.question, SHORT.key_points, answer=SHORT_ANSWER))
-    assert outcome.raw.startswith(PREFILL) and len(outcome.raw) > len(PREFILL)  # the model really generated
-    grader.judge = smollm2
-    try:
-        result = grader.grade(SHORT, SHORT_ANSWER)
-    finally:
-        grader.judge = None
-    _check_model_result(result, "transformers")
-    logging.getLogger(__name__).warning("transformers judge: %s in %.1f s (%d attempt(s), max_tokens 40)",
-                                        result.judge.status, result.judge.latency_ms / 1000, result.judge.attempts)
+    _judge_short_answer(grader, smollm2)
 
 
 def test_transformers_backend_times_out_visibly(smollm2):
@@ -335,15 +351,7 @@ def server(smollm2):
 
 def test_openai_backend_against_a_real_server(grader, server):
     judge = OpenAICompatJudge(url=server.url, model="smollm2", max_tokens=40, timeout=600)
-    outcome = judge.judge(JudgeRequest(SHORT.question, SHORT.key_points, answer=SHORT_ANSWER))
-    assert outcome.raw.startswith(PREFILL) and len(outcome.raw) > len(PREFILL)
-    assert outcome.status in MODEL_STATUSES - {"ok"} or outcome.verdict is not None
-    grader.judge = judge
-    try:
-        result = grader.grade(SHORT, SHORT_ANSWER)
-    finally:
-        grader.judge = None
-    _check_model_result(result, "openai")
+    _judge_short_answer(grader, judge)
 
 
 def test_openai_backend_http_error_and_timeout(server):

