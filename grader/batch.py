@@ -348,9 +348,31 @@ class BatchJob:
         try:
             self.resumed: ResumePoint = self.output.resume(restart)
             self.last_row = self.resumed.last_row  # the last row committed to the output
+            self._check_same_input()
         except BaseException:
             self.close()
             raise
+
+    def _check_same_input(self) -> None:
+        """Rows are matched by number on resume, so the output's last row must still be that row of the
+        input: an input edited between runs would otherwise lose rows or grade some twice."""
+        stored = self.resumed.last_record
+        if stored is None:
+            return
+        with InputFile(self.input.path, self.fmt) as again:
+            record = next((r for r in again.records() if r.row == self.resumed.last_row), None)
+
+        def as_stored(column: str) -> object:
+            value = clean(record.values.get(column)) if record else None
+            return self.output.cell(column, value) if self.output.fmt == "csv" else value
+
+        changed = [c for c in self.plan.layout.input_columns if as_stored(c) != stored.get(c)]
+        if record is None or changed:
+            what = f"column {changed[0]!r} differs" if record else "the input has fewer rows"
+            raise InputError(
+                f"{self.input.path} changed since {self.output_path} was written: its row {self.resumed.last_row} "
+                f"is not the one the output holds ({what}); pass --restart to grade it all again, or choose "
+                "another -o")
 
     def __enter__(self) -> BatchJob:
         return self

@@ -31,6 +31,7 @@ class ResumePoint(BaseModel):
     committed_bytes: int = 0
     torn_bytes: int = 0
     unreadable_at: int | None = None  # byte offset of a complete record that is no graded row
+    last_record: dict[str, object] | None = None  # the last row as stored (CSV cells are strings)
 
 
 def scan_output(path: Path, fmt: Format) -> ResumePoint:
@@ -53,33 +54,35 @@ def scan_output(path: Path, fmt: Format) -> ResumePoint:
             if in_quotes or not line.endswith(b"\n"):
                 continue
             raw, pieces = b"".join(pieces), []
-            row = _parse_output_record(raw, fmt, point)
-            if row is None or (row and row <= point.last_row):
+            parsed = _parse_output_record(raw, fmt, point)
+            row = None if parsed is None else parsed[0]
+            if parsed is None or row is None or (row and row <= point.last_row):
                 point.unreadable_at = offset - len(raw)
                 break
             if row > 0:
-                point.last_row, point.rows = row, point.rows + 1
+                point.last_row, point.rows, point.last_record = row, point.rows + 1, parsed[1]
             point.committed_bytes = offset
     point.torn_bytes = path.stat().st_size - point.committed_bytes
     return point
 
 
-def _parse_output_record(raw: bytes, fmt: Format, point: ResumePoint) -> int | None:
-    """The input row number of a complete output record (0 for the header), None if it is unreadable."""
+def _parse_output_record(raw: bytes, fmt: Format, point: ResumePoint) -> tuple[int, dict[str, object]] | None:
+    """(input row number, the record by column) of a complete output record (row 0: the header), or
+    None if it is unreadable."""
     try:
         text = raw.decode("utf-8-sig" if point.committed_bytes == 0 else "utf-8")
         if fmt == "jsonl":
             value = json.loads(text)
-            return int(value[ROW_COLUMN]) if isinstance(value, dict) else None
+            return (int(value[ROW_COLUMN]), value) if isinstance(value, dict) else None
         fields = next(csv.reader([text]))
     except (ValueError, KeyError, TypeError, csv.Error, StopIteration):
         return None
     if point.header is None:
         point.header = fields
-        return 0
+        return 0, {}
     if len(fields) != len(point.header) or not fields[0].isdigit():
         return None
-    return int(fields[0])
+    return int(fields[0]), dict(zip(point.header, fields, strict=True))
 
 
 class OutputFile:
@@ -121,7 +124,7 @@ class OutputFile:
         if self.fmt == "jsonl":
             text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         else:
-            text = "".join(self._csv_line([self._cell(column, row.get(column)) for column in self.header])
+            text = "".join(self._csv_line([self.cell(column, row.get(column)) for column in self.header])
                            for row in rows)
         self._commit(text)
 
@@ -130,7 +133,8 @@ class OutputFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
-    def _cell(self, column: str, value: object) -> str:
+    def cell(self, column: str, value: object) -> str:
+        """A value as this output's CSV writes it."""
         if value is None:
             return ""
         if isinstance(value, list) and column in self.joined:

@@ -279,6 +279,13 @@ def test_ctrl_c_keeps_committed_batches_and_the_rerun_finishes(grader, reference
     with BatchJob(source, output, batch_size=4) as job, pytest.raises(KeyboardInterrupt):
         job.run(LocalEngine(grader), interrupt_after_two_batches)
     assert [r["input_row"] for r in read_rows(output)] == [str(i) for i in range(1, 9)]
+    original = source.read_bytes()  # a row inserted between the runs shifts the row numbers: refused
+    header, rest = original.split(b"\r\n", 1)
+    source.write_bytes(header + b"\r\nnew,multihead-why,an extra row,en\r\n" + rest)
+    with pytest.raises(InputError, match="changed since.*row 8.*candidate_id.*--restart"):
+        BatchJob(source, output, batch_size=4)
+    assert [r["input_row"] for r in read_rows(output)] == [str(i) for i in range(1, 9)]
+    source.write_bytes(original)
     with BatchJob(source, output, batch_size=4) as job:
         assert job.resumed.last_row == 8
         summary = job.run(LocalEngine(grader))
