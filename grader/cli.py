@@ -368,10 +368,11 @@ def batch(
         help="Prefix for the added columns, when the input already has one (e.g. a human `score`).")] = "",
     full: Annotated[bool, typer.Option("--full", help="Add a `result` column with the whole result as JSON.")] = False,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the Markdown report.")] = True,
+    # "\\[" in the help: rich would read [ray] as markup and drop it
     engine: Annotated[str, typer.Option(
         help="local: grade in this process; ray: on Ray Data, one model per worker (a local Ray unless "
-        "RAY_ADDRESS names a cluster; needs pip install 'interview-grader[ray]').")] = "local",
-    workers: Annotated[int, typer.Option(min=1, help="Ray workers (each loads the model once).")] = 2,
+        "RAY_ADDRESS names a cluster; needs pip install 'interview-grader\\[ray]').")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Ray workers, each loading the model once (ray only).")] = 2,
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:
