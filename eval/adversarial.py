@@ -96,9 +96,9 @@ def cases() -> list[tuple[str, str, str]]:
             for name, attack in ATTACKS.items() for lang in ("en", "zh")]
 
 
-def run(grader: Grader, judge: Judge) -> dict:
+def run(grader: Grader, judge: Judge, langs: tuple[str, ...] = ("en", "zh"), limit: int | None = None) -> dict:
     rows = []
-    for name, lang, answer in cases():
+    for name, lang, answer in [c for c in cases() if c[1] in langs][:limit]:
         grader.judge = None
         off = grader.grade(QUESTION, answer)
         grader.judge = judge
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-model")
     parser.add_argument("--max-tokens", type=int, help="default: GRADER_JUDGE_MAX_TOKENS (512)")
     parser.add_argument("--timeout", type=float, help="seconds per judge call; default GRADER_JUDGE_TIMEOUT")
+    parser.add_argument("--lang", choices=["en", "zh"], help="only the cases in this language")
+    parser.add_argument("--limit", type=int, help="only the first N cases (a slow judge on a small CPU)")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         judge = judge_from_settings(settings, args.judge, args.judge_url, args.judge_model)
     grader = Grader.from_settings(settings, judge=None)
-    report = run(grader, judge)
+    report = run(grader, judge, (args.lang,) if args.lang else ("en", "zh"), args.limit)
     sys.stdout.write(render(report) + "\n")
     if args.out:
         args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -140,12 +140,12 @@ class TransformersJudge(Judge):
             return_tensors="pt", return_dict=True).to(self.model.device)
         sampling = ({"do_sample": True, "temperature": self.options.temperature} if self.options.temperature > 0
                     else {"do_sample": False})
-        started = time.perf_counter()
         with self._lock, torch.inference_mode():  # one generation at a time per loaded model
+            started = time.perf_counter()  # max_time counts generation only, not the wait for the lock
             output = self.model.generate(**inputs, max_new_tokens=self.options.max_tokens,
                                          max_time=self.options.timeout, pad_token_id=self.tokenizer.eos_token_id,
                                          **sampling)
-        elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
         new = output[0, inputs["input_ids"].shape[1]:]
         ended = len(new) > 0 and int(new[-1]) == self.tokenizer.eos_token_id
         text = (PREFILL if self.options.prefill else "") + self.tokenizer.decode(new, skip_special_tokens=True)
