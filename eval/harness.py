@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from eval.datasets import GradedSet
 from eval.features import FeatureTable
@@ -61,12 +62,19 @@ def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[
 def predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
                  features: tuple[str, ...] = FEATURES) -> np.ndarray:
     """Scores (0-1) for ``test`` from a model fitted on ``train`` only."""
+    # a few thousand rows: OpenMP threads cost more than they save, and thrash on shared cores
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _predict_fold(train, test, model_id, mode, features)
+
+
+def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
+                  features: tuple[str, ...]) -> np.ndarray:
     keep = ~train.empty
-    model = fit_model(train.x[keep], train.y[keep], model_id, features)
+    model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep])
     predicted = model.predict(test.x)
     if mode == "warm":
         blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
-                             features=features)
+                             features=features, params=dict(model.params))
         both = _concat(train, test)
         n = len(train.y)
         rows = np.arange(n, n + len(test.y))

@@ -2,10 +2,10 @@
 
 A question a platform writes itself comes with a question text and reference answers, not with
 hand-written key points, paraphrases and misconceptions, so the bank's calibration does not fit it.
-This model reads the named features of ``grader.answer_features`` and is a sign-constrained linear
-model (no feature that should only help can hurt) followed by an isotonic map onto the score scale.
-Both parts are plain numbers in ``grader/calibration/custom-<model>.json``, written by
-``python -m eval.fit_custom``, which also records the data and command.
+This model reads the named features of ``grader.answer_features``: gradient-boosted trees with
+monotone constraints (no feature that should only help can lower a score). Its settings, data and
+command are in ``grader/calibration/custom-<model>.json``; the trees, which have no faithful JSON
+form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
 
 With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
 model: their grades minus the model's own scores for them, weighted by similarity, move the score,
@@ -15,13 +15,17 @@ more so the more exemplars the question has. The blend's numbers are fitted on t
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from grader.answer_features import FEATURES, MONOTONE
 from grader.scoring import CALIBRATION_DIR, model_slug
+
+log = logging.getLogger(__name__)
 
 
 class ExemplarBlend(BaseModel):
@@ -63,46 +67,38 @@ class ExemplarBlend(BaseModel):
 
 
 class CustomModel(BaseModel):
-    """Features -> score on a 0-1 scale; see the module docstring."""
+    """Features -> score on a 0-1 scale; the fitted trees live in the ``artifact`` file beside this one."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="Embedding model the features were computed with.")
     features: list[str]
-    mean: list[float]
-    scale: list[float]
-    weights: list[float]
-    bias: float
-    iso_x: list[float] = Field(description="Isotonic map of the linear score: knots (increasing).")
-    iso_y: list[float] = Field(description="... and their scores on the 0-1 scale (non-decreasing).")
+    monotone: list[int] = Field(description="Per feature: +1 never lowers the score, -1 never raises it, 0 free.")
+    params: dict[str, float | int | str] = Field(description="HistGradientBoostingRegressor settings, by inner CV.")
+    artifact: str = Field(default="", description="joblib file of the fitted regressor, in grader/calibration/.")
+    sklearn: str = Field(default="", description="scikit-learn version that wrote the artifact.")
     exemplars: ExemplarBlend | None = None
     fitted_on: str = ""
     command: str = ""
     cross_validated: dict[str, float] = Field(default_factory=dict)
+    _estimator: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> CustomModel:
-        n = len(self.features)
-        if not (len(self.mean) == len(self.scale) == len(self.weights) == n):
-            raise ValueError("features, mean, scale and weights must have the same length")
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
-        for name, weight in zip(self.features, self.weights, strict=True):
-            if MONOTONE[name] * weight < 0:
-                raise ValueError(f"weight of {name} is {weight}, against its required direction")
-        if len(self.iso_x) != len(self.iso_y) or np.any(np.diff(self.iso_y) < 0):
-            raise ValueError("iso_x and iso_y must be the same length and iso_y non-decreasing")
+        if self.monotone != [MONOTONE[f] for f in self.features]:
+            raise ValueError("monotone must follow grader.answer_features.MONOTONE for the listed features")
         return self
 
-    def linear(self, rows: np.ndarray) -> np.ndarray:
-        """The linear part for an (n, len(FEATURES)) table in ``FEATURES`` order."""
-        columns = [FEATURES.index(f) for f in self.features]
-        z = (np.asarray(rows, dtype=float)[:, columns] - self.mean) / self.scale
-        return z @ np.asarray(self.weights) + self.bias
+    def with_estimator(self, estimator: Any) -> CustomModel:
+        self._estimator = estimator
+        return self
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Scores on the 0-1 scale for an (n, len(FEATURES)) table."""
-        return np.clip(np.interp(self.linear(rows), self.iso_x, self.iso_y), 0.0, 1.0)
+        """Scores on the 0-1 scale for an (n, len(FEATURES)) table in ``FEATURES`` order."""
+        columns = [FEATURES.index(f) for f in self.features]
+        return np.clip(self._estimator.predict(np.asarray(rows, dtype=float)[:, columns]), 0.0, 1.0)
 
     def predict_one(self, named: dict[str, float]) -> float:
         return float(self.predict(np.array([[named[f] for f in FEATURES]]))[0])
@@ -114,10 +110,17 @@ def custom_model_path(model_id: str) -> Path:
 
 def load_custom_model(model_id: str) -> CustomModel | None:
     """The fitted custom-question model for this embedding model, if one was fitted."""
+    import joblib
+    import sklearn
+
     path = custom_model_path(model_id)
     if not path.is_file():
         return None
-    return CustomModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    model = CustomModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    if model.sklearn != sklearn.__version__:
+        log.warning("%s was written with scikit-learn %s, running %s; refit with python -m eval.fit_custom",
+                    path.name, model.sklearn, sklearn.__version__)
+    return model.with_estimator(joblib.load(path.parent / model.artifact))
 
 
 def custom_score(model: CustomModel, store, compiled, prepared, raw: dict, answer_vector: np.ndarray,
