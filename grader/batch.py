@@ -165,8 +165,7 @@ def custom_rubric(question_id: str, question: str, reference: str, key_points: s
     """A rubric for an inline question, built once per distinct question (its embeddings are cached)."""
     from grader.grader import rubric_from_custom
 
-    # "custom-" keeps an inline question from taking a bank id (a compiled rubric is filed by its id)
-    slug = "custom-" + (re.sub(r"[^a-z0-9]+", "-", question_id.lower()).strip("-") or "question")
+    slug = re.sub(r"[^a-z0-9]+", "-", question_id.lower()).strip("-") or "custom"
     points = [p.strip() for p in re.split(r"[\n;；]", key_points) if p.strip()]
     try:
         return rubric_from_custom(CustomQuestion(id=slug, question=question, references=[reference],
