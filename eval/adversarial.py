@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from grader.config import get_settings
 from grader.grader import Grader
@@ -97,7 +97,7 @@ def cases() -> list[tuple[str, str, str]]:
 
 
 def run(grader: Grader, judge: Judge, langs: tuple[str, ...] = ("en", "zh"), limit: int | None = None) -> dict:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, lang, answer in [c for c in cases() if c[1] in langs][:limit]:
         grader.judge = None
         off = grader.grade(QUESTION, answer)
@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.judge == "compromised":
         judge: Judge = CompromisedJudge()
     else:
-        judge = judge_from_settings(settings, args.judge, args.judge_url, args.judge_model)
+        chosen = judge_from_settings(settings, args.judge, args.judge_url, args.judge_model)
+        assert chosen is not None  # only "none" gives no judge, and it is not a choice here
+        judge = chosen
     grader = Grader.from_settings(settings, judge=None)
     report = run(grader, judge, (args.lang,) if args.lang else ("en", "zh"), args.limit)
     sys.stdout.write(render(report) + "\n")

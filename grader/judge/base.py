@@ -58,7 +58,7 @@ class Judge(ABC):
     retries: ClassVar[int] = 1
 
     def __init__(self, **options: object):
-        self.options = self.Options(**options)
+        self.options = self.Options.model_validate(options)
 
     @property
     def model_id(self) -> str | None:

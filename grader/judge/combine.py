@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def combine(result: GradeResult, outcome: JudgeOutcome, c: CompiledQuestion, p: 
             encode: Encode, calibration: Calibration, band: float) -> GradeResult:
     """``result`` with its ``judge`` section filled in and the score moved by at most ``band``."""
     base = result.score
-    info = {"backend": outcome.backend, "model": outcome.model, "attempts": outcome.attempts,
+    info: dict[str, Any] = {"backend": outcome.backend, "model": outcome.model, "attempts": outcome.attempts,
             "latency_ms": outcome.latency_ms, "embedding_score": base, "band": band}
     if outcome.verdict is None:
         return result.model_copy(update={"judge": JudgeInfo(
@@ -108,7 +109,7 @@ def combine(result: GradeResult, outcome: JudgeOutcome, c: CompiledQuestion, p: 
     judge = JudgeInfo(used=True, status="ok", evidence_score=round(evidence, 2), judge_score=verdict.overall,
                       combination=how, reason=verdict.reason.strip().splitlines()[0][:300] if verdict.reason.strip()
                       else None, injection_suspected=verdict.injection_suspected, points=points, errors=errors, **info)
-    feedback = build_feedback(score, result.points, result.errors, result.flags, p.language) \
+    feedback = build_feedback(score, result.points, result.errors, list[str](result.flags), p.language) \
         if score != base else result.feedback
     return result.model_copy(update={"score": score, "judge": judge, "feedback": feedback})
 
@@ -132,6 +133,7 @@ def _verify_points(claims, c: CompiledQuestion, lang: Lang, answer: str, encode:
     if checkable:
         vectors = encode([claim.quote for _, claim in checkable])
         probe = c.point_probe(vectors) if c.point_probe is not None else np.zeros((len(vectors), len(by_label)))
+        assert c.points.vectors is not None  # compiled questions always carry their vectors
         cosines = cos_matrix(vectors, c.points.vectors)
         for row, (i, _) in enumerate(checkable):
             own = [col for col, owner in enumerate(c.points.owner) if owner == i]

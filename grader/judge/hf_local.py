@@ -99,9 +99,15 @@ def _read(folder: str, gguf_file: str | None, device: str):
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     # float32: GGUF weights are dequantised anyway, and CPU half precision is slow or unsupported.
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).to(device).eval()  # type: ignore[arg-type]
     log.info("judge model %s loaded in %.1f s", gguf_file or folder, time.perf_counter() - started)
     return tokenizer, model
+
+
+class TransformersOptions(JudgeOptions):
+    device: str = "cpu"
+    cache_dir: Path | None = Field(default=None, description="Keep a dequantised copy of a GGUF model here.")
+    prefill: bool = Field(default=True, description=f"Begin the reply with {PREFILL!r} for the model.")
 
 
 class TransformersJudge(Judge):
@@ -112,11 +118,8 @@ class TransformersJudge(Judge):
     """
 
     name: ClassVar[str] = "transformers"
-
-    class Options(JudgeOptions):
-        device: str = "cpu"
-        cache_dir: Path | None = Field(default=None, description="Keep a dequantised copy of a GGUF model here.")
-        prefill: bool = Field(default=True, description=f"Begin the reply with {PREFILL!r} for the model.")
+    Options: ClassVar[type[JudgeOptions]] = TransformersOptions
+    options: TransformersOptions
 
     def __init__(self, **options: object):
         super().__init__(**options)

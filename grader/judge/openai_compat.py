@@ -27,6 +27,7 @@ class OpenAICompatJudge(Judge):
 
     name: ClassVar[str] = "openai"
     Options: ClassVar[type[JudgeOptions]] = OpenAIOptions
+    options: OpenAIOptions
 
     def __init__(self, **options: object):
         super().__init__(**options)
@@ -35,7 +36,6 @@ class OpenAICompatJudge(Judge):
         except ImportError:
             raise BackendUnavailable("the openai judge needs httpx: pip install 'interview-grader[judge]'") from None
         self._httpx = httpx
-        self.options: OpenAIOptions
         self.endpoint = self.options.url.rstrip("/") + "/chat/completions"
 
     @property
