@@ -35,7 +35,9 @@ GRID: list[dict] = [  # chosen per fit by inner cross-validation grouped by ques
 ]
 
 
-def _regressor(params: dict, features: tuple[str, ...]) -> HistGradientBoostingRegressor:
+def _regressor(params: dict, features: tuple[str, ...], rows: int) -> HistGradientBoostingRegressor:
+    # a small file of graded answers would otherwise leave every leaf too small to split: a constant
+    params = {**params, "min_samples_leaf": min(int(params["min_samples_leaf"]), max(3, rows // 8))}
     return HistGradientBoostingRegressor(monotonic_cst=[MONOTONE[f] for f in features], random_state=0, **params)
 
 
@@ -49,7 +51,7 @@ def choose_params(x: np.ndarray, y: np.ndarray, questions: np.ndarray, features:
     for params in GRID:
         error = 0.0
         for train, test in splits:
-            fitted = _regressor(params, features).fit(x[train][:, columns], y[train])
+            fitted = _regressor(params, features, len(train)).fit(x[train][:, columns], y[train])
             error += float(((np.clip(fitted.predict(x[test][:, columns]), 0, 1) - y[test]) ** 2).sum())
         errors.append(error)
     return GRID[int(np.argmin(errors))]
@@ -62,7 +64,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, 
     if params is None:
         params = choose_params(x, y, questions, features) if questions is not None else GRID[0]
     columns = [FEATURES.index(f) for f in features]
-    fitted = _regressor(params, features).fit(x[:, columns], y)
+    fitted = _regressor(params, features, len(y)).fit(x[:, columns], y)
     model = CustomModel(model=model_id, features=list(features), monotone=[MONOTONE[f] for f in features],
                         params=params, sklearn=sklearn.__version__)
     return model.with_estimator(fitted)

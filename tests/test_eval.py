@@ -109,3 +109,25 @@ def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
     missing = subprocess.run([*grader_command(), "eval", "--train", str(train)], capture_output=True,
                              env=cli_env, timeout=300)
     assert missing.returncode == 2 and b"--test" in missing.stderr
+
+
+def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypatch):
+    if grader.custom_model is None:
+        pytest.skip("no fitted custom-question model for this embedding model")
+    from grader.exemplars import add_graded
+
+    monkeypatch.setattr(grader, "exemplars", ExemplarStore(tmp_path, grader.embedder.model_id, grader.embedder.dim))
+    question = CustomQuestion(question=STACK_Q, references=[STACK_REF])
+    partial = "Stacks push and pop at one end; queues add at the back and take from the front."
+    cold = grader.grade(question, partial)
+    # this platform's graders give full marks to this wording of the idea
+    graded = [(question, f"{partial} {tail}", 10.0) for tail in ("", "That is all.", "Both are lists.")]
+    graded += [(question, OFF, 0.0), (question, WEAK, 0.0)]
+    assert sum(add_graded(grader, graded).values()) == 5
+    warm = grader.grade(question, partial)
+    assert "+ 5 exemplars" in warm.calibration
+    assert warm.score > cold.score
+    heap = CustomQuestion(question="What is a heap?", references=["A tree with the heap order."])
+    other = grader.grade(heap, partial)
+    other = grader.grade(CustomQuestion(question="What is a heap?", references=["A tree with the heap order."]), WEAK)
+    assert "exemplars" not in other.calibration  # exemplars belong to their own question only
