@@ -20,6 +20,7 @@ from eval.features import FeatureTable
 from eval.fit_custom import fit_blend, fit_model, warm_predict
 from eval.metrics import Agreement, agreement
 from grader.answer_features import FEATURES
+from grader.errors import InputError
 
 Mode = Literal["cold", "warm"]
 
@@ -49,11 +50,14 @@ class Report(BaseModel):
 def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, train rows, test rows) per fold of the dataset's protocol."""
     idx = np.arange(len(table.y))
-    if graded.protocol == "folds":
+    if graded.protocol == "folds" or (all(table.folds) and len(set(table.folds)) > 1):
         groups = table.folds
         return [(f"fold {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
     if mode == "cold":  # no graded answer of the test question is ever seen
         groups = table.questions
+        if len(set(groups)) < 2:
+            raise InputError(f"{graded.name}: one question only; cold cross-validation holds out whole questions "
+                             "(use --warm, a fold column, or --train/--test)")
         return [(f"question {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
     folds = StratifiedKFold(5, shuffle=True, random_state=0).split(idx, table.questions)
     return [(f"fold {i + 1}", tr, te) for i, (tr, te) in enumerate(folds)]
@@ -147,7 +151,6 @@ def run(dataset: str | None, data: Path | None = None, train: Path | None = None
     """What ``grader eval`` does: a named dataset under its protocol, or ``train`` -> ``test`` files."""
     from eval.datasets import load_dataset, load_graded
     from eval.features import extract
-    from grader.errors import InputError
     from grader.grader import Grader
 
     if (train is None) != (test is None):

@@ -37,7 +37,8 @@ def _nan_to_zero(value: float) -> float:
 def agreement(human: np.ndarray, predicted: np.ndarray, scale_max: float, integer_max: int) -> Agreement:
     """Agreement of ``predicted`` with ``human`` (both on the 0..scale_max scale).
 
-    A constant prediction has no correlation; it is reported as 0 rather than NaN.
+    A constant prediction has no correlation, and kappa is undefined when the two sides share at most
+    one grade (a small question); both are reported as 0 rather than NaN.
     """
     human, predicted = np.asarray(human, dtype=float), np.asarray(predicted, dtype=float)
     constant = len(human) < 2 or np.ptp(human) == 0 or np.ptp(predicted) == 0
@@ -46,7 +47,7 @@ def agreement(human: np.ndarray, predicted: np.ndarray, scale_max: float, intege
     labels = list(range(integer_max + 1))
     qwk = _nan_to_zero(cohen_kappa_score(to_grades(human, scale_max, integer_max),
                                          to_grades(predicted, scale_max, integer_max),
-                                         weights="quadratic", labels=labels))
+                                         weights="quadratic", labels=labels, replace_undefined_by=0.0))
     rmse = float(np.sqrt(mean_squared_error(human, predicted)))
     return Agreement(pearson=round(pearson, 4), spearman=round(spearman, 4), qwk=round(qwk, 4),
                      rmse=round(rmse, 4), n=len(human))
