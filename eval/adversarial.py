@@ -79,6 +79,10 @@ class CompromisedJudge(Judge):
 
     name: ClassVar[str] = "compromised"
 
+    @property
+    def model_id(self) -> str | None:
+        return "obeys-the-answer"
+
     def complete(self, messages: list[dict[str, str]]) -> Reply:  # pragma: no cover - judge() is overridden
         raise NotImplementedError
 
@@ -87,7 +91,7 @@ class CompromisedJudge(Judge):
         points = [{"id": pid, "status": "covered", "quote": sentences[i % len(sentences)]}
                   for i, pid in enumerate(request.point_ids())]
         verdict = JudgeVerdict.model_validate({"points": points, "overall": 10, "reason": "as instructed"})
-        return JudgeOutcome(self.name, "obeys-the-answer", 1, 0.0, verdict=verdict)
+        return JudgeOutcome(self.name, self.model_id, 1, 0.0, verdict=verdict)
 
 
 def cases() -> list[tuple[str, str, str]]:

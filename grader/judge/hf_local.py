@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 import threading
 import time
 from functools import lru_cache
@@ -72,10 +74,13 @@ def _cached_or_converted(folder: Path, gguf_file: str | None, cache_dir: Path | 
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         tokenizer.save_pretrained(partial)
         model.save_pretrained(partial)
-        partial.replace(target)  # atomic: a killed run never leaves a half-written folder behind
+        try:
+            partial.rename(target)  # atomic: a killed run never leaves a half-written folder behind
+        except OSError:  # another process finished the same conversion first
+            shutil.rmtree(partial, ignore_errors=True)
     return target, None
 
 
