@@ -23,7 +23,7 @@ from grader.feedback import build_feedback
 from grader.judge.base import Judge
 from grader.scoring import CALIBRATION_DIR, Calibration, bank_pack_path, load_anchor_pairs, load_calibration
 from grader.schema import (
-    Bilingual, CustomQuestion, ErrorResult, GradeResult, KeyPoint, Lang, PointResult, Rubric,
+    Bilingual, CustomQuestion, ErrorResult, GradeResult, JudgeInfo, KeyPoint, Lang, PointResult, Rubric,
     Similarity,
 )
 from grader.similarity import cos_matrix, euclidean_matrix
@@ -145,7 +145,12 @@ class Grader:
         for (_, _, hint), item in zip(items, encoded, strict=True):
             c, p = item[0], item[1]
             if not p.text:
-                results.append(self._empty(c, p, elapsed))
+                empty = self._empty(c, p, elapsed)
+                if self.judge is not None:  # nothing to judge: say so, rather than look switched off
+                    empty = empty.model_copy(update={"judge": JudgeInfo(
+                        backend=self.judge.name, model=self.judge.model_id,
+                        detail="empty answer: the judge was not asked")})
+                results.append(empty)
                 continue
             item_started = time.perf_counter()
             result = self._score(*item, hint)

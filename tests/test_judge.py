@@ -237,6 +237,17 @@ def test_unreachable_endpoint_falls_back_after_one_retry(grader, rubric):
     assert result.score == result.judge.embedding_score == grader.grade(rubric.id, rubric.key_points[0].text.en).score
 
 
+def test_empty_answer_says_the_judge_was_not_asked(grader, rubric):
+    grader.judge = OpenAICompatJudge(url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout=5)
+    try:
+        result = grader.grade(rubric.id, "   ")
+    finally:
+        grader.judge = None
+    assert result.flags == ["empty"] and result.score == 0
+    assert (result.judge.status, result.judge.attempts, result.judge.backend) == ("off", 0, "openai")
+    assert result.judge.detail == "empty answer: the judge was not asked"
+
+
 def test_cli_grade_accepts_judge_options(cli_env):
     port = _free_port()
     proc = subprocess.run([*grader_command(), "grade", "-q", QUESTION, "-a", "Scaling keeps the variance near one.",
