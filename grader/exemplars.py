@@ -160,6 +160,7 @@ def add_graded(grader, items: list[tuple[CustomQuestion, str, float]]) -> dict[s
             named = feature_vector(raws[i], compiled, text, grader.calibration)
             base.append(10 * grader.custom_model.predict_one(named) if grader.custom_model else items[i][2])
         key = question_key(compiled.rubric, custom=True)
-        added[key] = grader.exemplars.add(key, compiled.rubric.question.en, grader.cache.encode(texts),
-                                          [items[i][2] for i in rows], base, texts)
+        # two ids with the same question text and references share one index
+        added[key] = added.get(key, 0) + grader.exemplars.add(
+            key, compiled.rubric.question.en, grader.cache.encode(texts), [items[i][2] for i in rows], base, texts)
     return added
