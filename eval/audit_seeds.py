@@ -4,8 +4,9 @@
 
 Runs the audit over ../shared/seeds/*.txt and compares it with CATALOG.md §4.1: an entry counts as
 caught when the audit flags at least one error on that seed answer, matched to the entry's question
-(strictly: with a misconception whose sources name that seed question). Seed answers with no entry
-that get flagged are the false alarms.
+(strictly: with a misconception whose sources name that seed question); an entry whose header names
+several places ("Q92 / Q93 / Q94", "also in 002 Q7") counts when any of them is flagged. Seed answers
+that no entry names and that get flagged are the false alarms.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from grader.grader import Grader
 def score_audit(report: AuditReport) -> dict:
     graded = {(Path(i.source).name[:3], i.number): i for i in report.items if i.result is not None}
     entries = catalog_entries()
-    faulty = {(e.seed, e.question) for e in entries} | {c for e in entries for c in e.copies}
+    faulty = {(seed, number) for e in entries for seed, number, _ in e.locations}
     caught, strict, missed = 0, 0, []
     for entry in entries:
-        item = graded.get((entry.seed, entry.question))
-        if item and item.question_id == entry.question_id and item.result.errors:
+        # an entry whose header names several places counts once, when it is flagged at any of them
+        hits = [item for seed, number, slug in entry.locations
+                if (item := graded.get((seed, number))) and item.question_id == slug and item.result.errors]
+        if hits:
             caught += 1
-            sources = {s for e in item.result.errors for s in e.source}
-            strict += any(f"seed {entry.seed} Q{entry.question}" in s for s in sources)
+            sources = {s for item in hits for e in item.result.errors for s in e.source}
+            strict += any(f"seed {seed} Q{number}" in s for seed, number, _ in entry.locations for s in sources)
         else:
             missed.append(entry.id)
     false_alarms = [f"{seed} Q{n} {item.question_id}: {[e.misconception_id for e in item.result.errors]}"

@@ -20,7 +20,11 @@ class Entry:
     seed: str
     question: int
     question_id: str
-    copies: tuple[tuple[str, int], ...]  # "(= 000 Q31)": the same answer text in another seed
+    copies: tuple[tuple[str, int, str], ...]  # (seed, question, slug) where the header names the same error again
+
+    @property
+    def locations(self) -> tuple[tuple[str, int, str], ...]:
+        return ((self.seed, self.question, self.question_id), *self.copies)
 
 
 def catalog_entries(path: Path = CATALOG) -> list[Entry]:
@@ -29,8 +33,12 @@ def catalog_entries(path: Path = CATALOG) -> list[Entry]:
     entries = []
     for match in _HEADER.finditer(section):
         rest = match.group(5)
-        slug = re.search(r"`([a-z0-9-]+)`", rest)
-        copies = tuple((s, int(q)) for s, q in re.findall(r"= (\d{3}) Q(\d+)", rest) if s == "000")
-        entries.append(Entry(match.group(1), match.group(2), match.group(3), int(match.group(4)),
-                             slug.group(1) if slug else "", copies))
+        slugs = re.findall(r"`([a-z0-9-]+)`", rest)
+        seed, main = match.group(3), int(match.group(4))
+        slug = slugs[0] if slugs else ""
+        # "Q92 / Q93 / Q94" (one slug each), "(also in 002 Q7)", "(= 000 Q31)": the same error elsewhere.
+        same_seed = [int(q) for q in re.findall(r"/ Q(\d+)", rest.split("·")[0])]
+        copies = [(seed, q, slugs[i + 1] if len(slugs) > i + 1 else slug) for i, q in enumerate(same_seed)]
+        copies += [(s, int(q), slug) for s, q in re.findall(r"(?:=|also in) (\d{3}) Q(\d+)", rest)]
+        entries.append(Entry(match.group(1), match.group(2), seed, main, slug, tuple(copies)))
     return entries

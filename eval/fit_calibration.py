@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import lsq_linear
 from scipy.stats import pearsonr
+from scipy.optimize import minimize
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from grader.bank import load_bank
@@ -83,9 +85,30 @@ def _key_terms(text: str, lang: str, rng: random.Random) -> list[str]:
     return terms[:10]
 
 
-def _logistic(x: np.ndarray, y: np.ndarray) -> Logistic:
-    model = LogisticRegression(class_weight="balanced", C=10.0).fit(x, y)
-    return Logistic(weights=[round(float(w), 4) for w in model.coef_[0]], bias=round(float(model.intercept_[0]), 4))
+def _logistic(x: np.ndarray, y: np.ndarray, signs: list[int] | None = None, c: float = 10.0) -> Logistic:
+    """Class-balanced logistic regression; ``signs`` (+1/-1 per feature) keeps it monotone.
+
+    Without signs, correlated features can take weights of the wrong sign (a closer match to the wrong
+    claim lowering the chance that the answer makes it), which breaks on text unlike the training set.
+    """
+    if signs is None:
+        model = LogisticRegression(class_weight="balanced", C=c).fit(x, y)
+        weights, bias = model.coef_[0], model.intercept_[0]
+    else:
+        sample = np.where(y, 0.5 / y.mean(), 0.5 / (1 - y.mean()))  # "balanced" class weights
+        target = y.astype(float)
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            z = x @ theta[:-1] + theta[-1]
+            p = expit(z)
+            value = float((sample * (np.logaddexp(0, z) - target * z)).sum() + theta[:-1] @ theta[:-1] / (2 * c))
+            grad_z = sample * (p - target)
+            return value, np.append(x.T @ grad_z + theta[:-1] / c, grad_z.sum())
+
+        bounds = [(0, None) if sign > 0 else (None, 0) for sign in signs] + [(None, None)]
+        fitted = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+        weights, bias = fitted.x[:-1], fitted.x[-1]
+    return Logistic(weights=[round(float(w), 4) for w in weights], bias=round(float(bias), 4))
 
 
 def _threshold(p: np.ndarray, y: np.ndarray, correct: np.ndarray, precision: float, max_false_on_correct: float) -> float:
@@ -147,7 +170,9 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
             ys.append(m.id in r["errors"])
             owners.append(r["kind"])
     x, y = np.array(xs), np.array(ys)
-    misconception = _logistic(x, y)
+    # probe, claim similarity, claim-minus-correction margin, lexical contrast: more means more likely;
+    # a negation that flips the claim's polarity means less likely.
+    misconception = _logistic(x, y, signs=[1, 1, 1, 1, -1])
     p = misconception(*x.T)
     correct_kinds = np.isin(owners, ["excellent", "good"])
     flag = _threshold(p, y, correct_kinds, precision=0.8, max_false_on_correct=0.02 * correct_kinds.sum() / 5)

@@ -93,7 +93,7 @@ class CompiledQuestion:
     @classmethod
     def build(cls, rubric: Rubric) -> CompiledQuestion:
         compiled = cls(rubric)
-        compiled.questions.add(0, rubric.question.zh, rubric.question.en)
+        compiled.questions.add(0, rubric.question.zh, rubric.question.en, *rubric.variants)
         for i, reference in enumerate(rubric.references):
             compiled.references.add(i, reference.zh, reference.en)
             compiled.reference_sentences.add(i, *split_sentences(reference.zh), *split_sentences(reference.en))

@@ -219,7 +219,7 @@ class Grader:
             own = self._bank_ids.index(rubric.id) if self._compiled.get(rubric.id) is c else -1
             others = bank_cos[self._bank_ref_owner != own]
             other_best = float(others.max()) if len(others) else -1.0
-        question_text = " ".join(c.questions.texts)
+        question_text = f"{rubric.question.zh} {rubric.question.en}"
         return {
             "ref_cos": float(ref_cos[best_ref_row]),
             "ref_dist": float(ref_dist[best_ref_row]),

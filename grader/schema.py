@@ -108,6 +108,9 @@ class Rubric(_Strict):
     topic: Topic
     difficulty: int = Field(ge=1, le=3)
     question: Bilingual
+    variants: list[str] = Field(
+        default_factory=list, description="Other ways articles ask the same question (to find it in documents)."
+    )
     references: list[Bilingual] = Field(min_length=1)
     key_points: list[KeyPoint] = Field(min_length=1, max_length=9)
     misconceptions: list[Misconception] = Field(default_factory=list)

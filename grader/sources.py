@@ -24,6 +24,10 @@ _UI_LINE = re.compile(r"相关文章|还没有评论|快来抢沙发|点击上�
 _LINK_LINE = re.compile(r"https?://|www\.|\.(?:com|cn|net)\b")
 _SPAM_WORDS = re.compile(r"成人|色情|裸聊|约炮|福利视频|性感美女|人妻|加勒比|屄|网站|建站|seo|推广|引流", re.I)
 _NUMBERED = re.compile(r"(?:(?<=^)|(?<=[\s。！？?!:：>）)]))(\d{1,3})\s*[.,、，．:：]\s*(?!\d)")
+# "问题1参考 ...", "Question 3 answer: ...": an answer given apart from its question, which was listed earlier.
+_UNPUNCTUATED_END = re.compile(r"[。!！]|(?<=[\u4e00-\u9fff])\s|(?<=[a-z])[.](?=\s)")
+_ANSWER_LABEL = re.compile(r"(?:问题|题|Question\s*|Q)(\d{1,3})\s*(?:的?参考答案|参考|答案|解答|回答|Answer)\s*[:：]?\s*",
+                           re.I)
 
 
 @dataclass(frozen=True)
@@ -63,18 +67,27 @@ def clean_document(raw: str) -> str:
 
 
 def split_items(text: str) -> list[Item]:
-    """Every numbered item ("12." "12," "12、") with its first sentence and the text up to the next one."""
-    starts = list(_NUMBERED.finditer(text))
-    items = []
+    """Every numbered item ("12." "12," "12、") with its first sentence and the text up to the next one.
+
+    An answer labelled apart from its question ("问题1参考 ...") becomes an item whose head is the
+    question listed earlier under that number.
+    """
+    starts = sorted([*_NUMBERED.finditer(text), *_ANSWER_LABEL.finditer(text)], key=lambda m: m.start())
+    items: list[Item] = []
     for i, match in enumerate(starts):
         end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
         chunk = text[match.end() : end].strip()
+        number = int(match.group(1))
+        if match.re is _ANSWER_LABEL:
+            asked = next((item.head for item in reversed(items) if item.number == number and item.head), "")
+            items.append(Item(number, asked, chunk, match.start()))
+            continue
         head_end = _question_end(chunk)
         # A question asked in several sentences ("...? ...?") keeps going until its last "?".
         while (following := _question_end(chunk[head_end:])) and chunk[head_end:][following - 1 : following] in ("?", "？") \
                 and following <= 80:
             head_end += following
-        items.append(Item(int(match.group(1)), chunk[:head_end].strip(), chunk[head_end:].strip(), match.start()))
+        items.append(Item(number, chunk[:head_end].strip(), chunk[head_end:].strip(), match.start()))
     return items
 
 
@@ -82,4 +95,7 @@ def _question_end(chunk: str) -> int:
     for i, char in enumerate(chunk[:300]):
         if char in "?？\n":
             return i + 1
-    return min(len(chunk), 120)
+    # Pages stripped of their question marks: the question ends at the first full stop or, in Chinese,
+    # at the first space (where the "?" used to be).
+    stop = _UNPUNCTUATED_END.search(chunk, 6, 120)
+    return stop.end() if stop else min(len(chunk), 120)

@@ -26,6 +26,12 @@ def test_cleaning_strips_glosses_markup_spam_and_traditional_script():
     assert "为什么需要多头注意力机制?" in text and "学习不同的子空间&关系" in text
 
 
+def test_an_answer_labelled_apart_from_its_question_gets_that_question():
+    items = split_items("1. 为什么用多头注意力? 2. 为什么要缩放? 问题1参考 多个头关注不同子空间。 问题2参考 避免 softmax 饱和。")
+    answers = [(item.number, item.head, item.body) for item in items if item.body]
+    assert answers == [(1, "为什么用多头注意力?", "多个头关注不同子空间。"), (2, "为什么要缩放?", "避免 softmax 饱和。")]
+
+
 def test_numbered_items_split_into_question_and_answer():
     items = split_items("目录\n1. 为什么要缩放点积?\n因为方差会变大。\n2. 什么是残差连接?\n答:把输入加到输出上。")
     assert [(i.number, i.head) for i in items] == [(1, "为什么要缩放点积?"), (2, "什么是残差连接?")]
