@@ -35,7 +35,7 @@ class GradingService:
         self.wait = wait_ms / 1000
         self.on_batch = on_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grading")
-        self._queue: asyncio.Queue[tuple[Item, asyncio.Future]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Item, bool, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -51,14 +51,23 @@ class GradingService:
         """Run ``fn(*args)`` on the grading thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def grade(self, item: Item) -> GradeResult:
+    async def grade(self, item: Item, judge: bool = False) -> GradeResult:
         """Grade one answer, together with any others that are waiting."""
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        await self._queue.put((item, judge, future))
         return await future
 
-    async def grade_many(self, items: list[Item]) -> list[GradeResult]:
-        return await self.run(self.grader.grade_many, items)
+    async def grade_many(self, items: list[Item], judge: list[bool] | None = None) -> list[GradeResult]:
+        """Grade a batch; ``judge`` says per item whether the configured judge is asked too."""
+        flags = judge or [False] * len(items)
+        results: list[GradeResult | None] = [None] * len(items)
+        for flag in (False, True):
+            chosen = [i for i, f in enumerate(flags) if f == flag]
+            if chosen:
+                graded = await self.run(self.grader.grade_many, [items[i] for i in chosen], flag)
+                for i, result in zip(chosen, graded, strict=True):
+                    results[i] = result
+        return results  # type: ignore[return-value]
 
     async def _batcher(self) -> None:
         while True:
@@ -67,34 +76,35 @@ class GradingService:
                 await asyncio.sleep(self.wait)
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            live = [(item, future) for item, future in batch if not future.cancelled()]
-            if not live:
-                continue
-            try:
-                results = await self.run(self._grade_each, [item for item, _ in live])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                results = [exc] * len(live)
-            for (_, future), result in zip(live, results, strict=True):
-                if future.cancelled():
+            for flag in (False, True):  # requests with and without the judge go in separate calls
+                live = [(item, future) for item, judge, future in batch if judge == flag and not future.cancelled()]
+                if not live:
                     continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                try:
+                    results = await self.run(self._grade_each, [item for item, _ in live], flag)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                    results = [exc] * len(live)
+                for (_, future), result in zip(live, results, strict=True):
+                    if future.cancelled():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
 
-    def _grade_each(self, items: list[Item]) -> list[GradeResult | Exception]:
+    def _grade_each(self, items: list[Item], judge: bool) -> list[GradeResult | Exception]:
         """One ``grade_many`` call; if it refuses the batch, grade one by one so only the bad item fails."""
         if self.on_batch:
             self.on_batch(len(items))
         try:
-            return list(self.grader.grade_many(items))
+            return list(self.grader.grade_many(items, judge=judge))
         except GraderError:
             if len(items) == 1:
                 raise
         results: list[GradeResult | Exception] = []
         for item in items:
             try:
-                results.append(self.grader.grade_many([item])[0])
+                results.append(self.grader.grade_many([item], judge=judge)[0])
             except GraderError as exc:
                 results.append(exc)
         return results

@@ -132,12 +132,18 @@ class Grader:
             self._custom[key] = self._compile([rubric])[0]
         return self._custom[key]
 
-    def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None) -> GradeResult:
+    def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None,
+              judge: bool = True) -> GradeResult:
         """Grade one answer. ``question`` is a bank id, a ``CustomQuestion`` or a ``Rubric``."""
-        return self.grade_many([(question, answer, lang)])[0]
+        return self.grade_many([(question, answer, lang)], judge=judge)[0]
 
-    def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]]) -> list[GradeResult]:
-        """Grade several answers with a single encoder call for all of them."""
+    def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]],
+                   judge: bool = True) -> list[GradeResult]:
+        """Grade several answers with a single encoder call for all of them.
+
+        ``judge=False`` leaves a configured judge out of these grades (``judge.status`` says "off").
+        """
+        judge_used = self.judge if judge else None
         started = time.perf_counter()
         encoded = self._encode([(q, a) for q, a, _ in items])
         elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
@@ -146,15 +152,15 @@ class Grader:
             c, p = item[0], item[1]
             if not p.text:
                 empty = self._empty(c, p, elapsed)
-                if self.judge is not None:  # nothing to judge: say so, rather than look switched off
+                if judge_used is not None:  # nothing to judge: say so, rather than look switched off
                     empty = empty.model_copy(update={"judge": JudgeInfo(
-                        backend=self.judge.name, model=self.judge.model_id,
+                        backend=judge_used.name, model=judge_used.model_id,
                         detail="empty answer: the judge was not asked")})
                 results.append(empty)
                 continue
             item_started = time.perf_counter()
             result = self._score(*item, hint)
-            if self.judge is not None:
+            if judge_used is not None:
                 result = self._judged(result, c, p)
             spent = elapsed + (time.perf_counter() - item_started) * 1000
             results.append(result.model_copy(update={"timing_ms": round(spent, 2)}))

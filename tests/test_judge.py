@@ -237,6 +237,16 @@ def test_unreachable_endpoint_falls_back_after_one_retry(grader, rubric):
     assert result.score == result.judge.embedding_score == grader.grade(rubric.id, rubric.key_points[0].text.en).score
 
 
+def test_a_grade_can_leave_a_configured_judge_out(grader, rubric):
+    """The API's per-request ``judge: false``: an unreachable judge is not even tried."""
+    grader.judge = OpenAICompatJudge(url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout=5)
+    try:
+        result = grader.grade(rubric.id, rubric.key_points[0].text.en, judge=False)
+    finally:
+        grader.judge = None
+    assert (result.judge.status, result.judge.attempts) == ("off", 0)
+
+
 def test_empty_answer_says_the_judge_was_not_asked(grader, rubric):
     grader.judge = OpenAICompatJudge(url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout=5)
     try:

@@ -39,8 +39,8 @@ def grading_item(request: GradeRequest, key: ApiKey, db: Database, grader: Grade
 
 
 def finish(result: GradeResult, request: GradeRequest, metrics: Metrics, source: str) -> GradeResult:
-    """Count the grade and any judge fall-back. The judge runs where the server has one configured
-    (GRADER_JUDGE_*); a request asking for it on a server without one gets ``judge.status == "off"``."""
+    """Count the grade and any judge fall-back. The judge runs when the request asks for it and the server
+    has one configured (GRADER_JUDGE_*); on a server without one the result says ``judge.status == "off"``."""
     metrics.grades.labels(source).inc()
     status = result.judge.status
     if request.judge and status == "off":
@@ -55,7 +55,7 @@ async def grade(body: GradeRequest, key: GradeKey, db: DbDep, service: ServiceDe
                 metrics: MetricsDep) -> GradeResult:
     """Grade one answer against a bank question (``question_id``) or an inline question."""
     item = grading_item(body, key, db, service.grader, settings)
-    return finish(await service.grade(item), body, metrics, "grade")
+    return finish(await service.grade(item, body.judge), body, metrics, "grade")
 
 
 @router.post("/batch", response_model=BatchGradeResponse)
@@ -68,6 +68,6 @@ async def grade_batch(body: BatchGradeRequest, key: GradeKey, db: DbDep, service
                                                                 "items": len(body.items)})
     items = [grading_item(request, key, db, service.grader, settings, f"body.items.{i}")
              for i, request in enumerate(body.items)]
-    results = await service.grade_many(items)
+    results = await service.grade_many(items, [request.judge for request in body.items])
     return BatchGradeResponse(results=[finish(r, q, metrics, "batch") for r, q in zip(results, body.items,
                                                                                         strict=True)])
