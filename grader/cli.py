@@ -70,6 +70,21 @@ def _judge_label(settings) -> str:
     return f"{settings.judge_backend} ({settings.judge_model or default})"
 
 
+JudgeOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--judge", envvar="GRADER_JUDGE_BACKEND",
+    help="LLM judge beside the embeddings: openai, transformers or none (default none).")]
+JudgeUrlOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--judge-url", envvar="GRADER_JUDGE_URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")]
+JudgeModelOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--judge-model", envvar="GRADER_JUDGE_MODEL",
+    help="openai: model name; transformers: model folder or .gguf file (default: bundled SmolLM2-135M).")]
+
+
+def _check_judge(backend: str | None) -> None:
+    if backend not in (None, "none", "openai", "transformers"):
+        _fail(f"--judge must be openai, transformers or none, not {backend!r}")
+
+
 def _load_judge(backend: str | None, url: str | None, model: str | None):
     """The judge the options ask for (falling back to GRADER_JUDGE_* settings), or None when off."""
     from grader.judge import judge_from_settings
@@ -116,15 +131,9 @@ def grade(
     lang: Annotated[Optional[str], typer.Option("--lang", help="Expected answer language: zh or en.")] = None,  # noqa: UP045
     model: ModelOption = None,
     as_json: JsonOption = False,
-    judge: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--judge", envvar="GRADER_JUDGE_BACKEND",
-        help="LLM judge beside the embeddings: openai, transformers or none (default none).")] = None,
-    judge_url: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--judge-url", envvar="GRADER_JUDGE_URL",
-        help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--judge-model", envvar="GRADER_JUDGE_MODEL",
-        help="openai: model name; transformers: model folder or .gguf file (default: bundled SmolLM2-135M).")] = None,
+    judge: JudgeOption = None,
+    judge_url: JudgeUrlOption = None,
+    judge_model: JudgeModelOption = None,
 ) -> None:
     """Grade one answer (from --answer, --answer-file, or standard input)."""
     def run() -> None:
@@ -132,8 +141,7 @@ def grade(
             _fail("give either --answer or --answer-file, not both")
         if lang not in (None, "zh", "en"):
             _fail(f"--lang must be zh or en, not {lang!r}")
-        if judge not in (None, "none", "openai", "transformers"):
-            _fail(f"--judge must be openai, transformers or none, not {judge!r}")
+        _check_judge(judge)
         text = answer if answer is not None else read_text_file(answer_file) if answer_file else None
         if text is None:
             if sys.stdin.isatty():
@@ -275,6 +283,9 @@ def interview(
     session_id: Annotated[Optional[str], typer.Option("--session", help="Continue this session id instead.")] = None,  # noqa: UP045,E501
     seed: Annotated[Optional[int], typer.Option(help="Fix the question draw.")] = None,  # noqa: UP045
     model: ModelOption = None,
+    judge: JudgeOption = None,
+    judge_url: JudgeUrlOption = None,
+    judge_model: JudgeModelOption = None,
 ) -> None:
     """Practise a mock interview: graded answers, hints, follow-up questions, a saved transcript.
 
@@ -286,7 +297,9 @@ def interview(
         from grader.interview_store import SessionStore
         from grader.interview_term import BackgroundGrader, PlainReader, TerminalReader, choose_config
 
-        settings = get_settings()
+        _check_judge(judge)
+        chosen_judge = {"judge_backend": judge, "judge_url": judge_url, "judge_model": judge_model}
+        settings = get_settings().model_copy(update={k: v for k, v in chosen_judge.items() if v is not None})
         store, bank = SessionStore(settings.sessions_dir), load_bank(settings.bank_dir)
         session = None
         if resume or session_id:

@@ -122,6 +122,8 @@ def _question_md(number: int, q: QuestionRecord) -> list[str]:
     r = q.result
     lines.append(f"**Score:** {r.score:.1f}" + (f" − {q.hint_penalty:g} (hints) = {q.score:.1f}" if q.hints else "")
                  + (f"; flags: {', '.join(r.flags)}" if r.flags else ""))
+    if r.judge.status != "off":
+        lines += ["", f"**Judge:** {r.judge.status} — {r.judge.combination}"]
     lines += ["", "**Covered:**" if any(p.covered for p in r.points) else "**Covered:** none"]
     lines += [f"- {p.text} — “{_flat(p.evidence)}”" for p in r.points if p.covered]
     lines += ["", "**Missing:**" if any(not p.covered for p in r.points) else "**Missing:** none"]

@@ -186,6 +186,9 @@ def answer_result(record: QuestionRecord, console: Console) -> RenderableType:
     if result.flags:
         head.append(f"  flags: {', '.join(result.flags)}", style="magenta")
     parts: list[RenderableType] = [head, _points_table(record, console)]
+    if result.judge.status != "off":  # a judge that failed or disagreed is shown, never hidden
+        parts.append(Text(f"judge: {result.judge.status} — {result.judge.combination}",
+                          style="green" if result.judge.used else "yellow"))
     for error in result.errors:
         parts.append(_prose(Text.assemble(("Misconception", "bold red"), f" ({error.severity}): “{error.evidence}”\n",
                                           ("  In fact: ", "green"), error.correction)))

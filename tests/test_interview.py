@@ -311,3 +311,21 @@ def test_pty_session_hint_skip_quit_resume_finish(grader, cli_env, bank, tmp_pat
     assert history.returncode == 0 and session_id in history.stdout and "PE" in history.stdout
     assert "\x1b[" not in history.stdout  # not a terminal: plain text
     assert question_after < 20, f"the first question took {question_after:.1f} s"
+
+
+def test_plain_session_with_a_judge_that_is_down_shows_the_fall_back(cli_env, tmp_path):
+    """The judge is named in the transcript, and its failure is shown with the score it kept."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**cli_env, "GRADER_SESSIONS_DIR": str(tmp_path)}
+    answer = "Scaling keeps the variance of the dot products near one, so the softmax does not saturate.\n\nskip\n"
+    run = subprocess.run([*grader_command(), "interview", "-n", "1", "--topic", "ATT", "--seed", "3", "--judge",
+                          "openai", "--judge-url", f"http://127.0.0.1:{port}/v1", "--judge-model", "m"],
+                         input=answer, capture_output=True, env=env, timeout=300, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "judge: unreachable" in run.stdout and "embedding score" in run.stdout
+    markdown = next(tmp_path.glob("*.md")).read_text("utf-8")
+    assert "judge: openai (m)" in markdown and "**Judge:** unreachable" in markdown
