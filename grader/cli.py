@@ -298,6 +298,8 @@ def interview(
         from grader.interview_term import BackgroundGrader, PlainReader, TerminalReader, choose_config
 
         _check_judge(judge)
+        # each result panel says what the judge did; log lines would only tear the answer editor's screen
+        logging.getLogger("grader.judge").setLevel(logging.ERROR)
         chosen_judge = {"judge_backend": judge, "judge_url": judge_url, "judge_model": judge_model}
         settings = get_settings().model_copy(update={k: v for k, v in chosen_judge.items() if v is not None})
         store, bank = SessionStore(settings.sessions_dir), load_bank(settings.bank_dir)
