@@ -29,7 +29,7 @@ from grader.batch_input import Format, InputFile, Record, clean, detect_format
 from grader.batch_output import ROW_COLUMN, OutputFile, ResumePoint
 from grader.batch_progress import BatchProgress
 from grader.errors import GraderError, InputError
-from grader.schema import CustomQuestion, GradeResult, Lang, Rubric
+from grader.schema import CustomQuestion, GradeResult, Lang
 
 if TYPE_CHECKING:
     from grader.bank import Bank
@@ -161,21 +161,18 @@ def _lang(value: str) -> Lang | None:
 
 
 @lru_cache(maxsize=512)
-def custom_rubric(question_id: str, question: str, reference: str, key_points: str) -> Rubric:
-    """A rubric for an inline question, built once per distinct question (its embeddings are cached)."""
-    from grader.grader import rubric_from_custom
-
+def custom_question(question_id: str, question: str, reference: str, key_points: str) -> CustomQuestion:
+    """An inline question, validated once per distinct question (the grader compiles it once too)."""
     slug = re.sub(r"[^a-z0-9]+", "-", question_id.lower()).strip("-") or "custom"
     points = [p.strip() for p in re.split(r"[\n;；]", key_points) if p.strip()]
     try:
-        return rubric_from_custom(CustomQuestion(id=slug, question=question, references=[reference],
-                                                 key_points=points))
+        return CustomQuestion(id=slug, question=question, references=[reference], key_points=points)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RowProblem(f"inline question is not usable: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def grading_item(record: Record, columns: ColumnMap, bank: Bank) -> tuple[str | Rubric, str, Lang | None]:
+def grading_item(record: Record, columns: ColumnMap, bank: Bank) -> tuple[str | CustomQuestion, str, Lang | None]:
     """(question, answer, lang) for ``Grader.grade_many``; raises ``RowProblem`` or ``GraderError``."""
     def get(role: str) -> str:
         column = getattr(columns, role)
@@ -186,7 +183,7 @@ def grading_item(record: Record, columns: ColumnMap, bank: Bank) -> tuple[str | 
         return question_id, get("answer"), lang
     question, reference = get("question").strip(), get("reference").strip()
     if question and reference:
-        return custom_rubric(question_id, question, reference, get("key_points")), get("answer"), lang
+        return custom_question(question_id, question, reference, get("key_points")), get("answer"), lang
     if question_id:
         bank.get(question_id)  # raises UnknownQuestion with the closest ids
     inline = " and no inline question and reference" if columns.question else ""

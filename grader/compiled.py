@@ -21,7 +21,6 @@ from sklearn.linear_model import LogisticRegression
 from grader.schema import Rubric
 from grader.text import content_terms, negated, split_sentences
 
-
 PROBE_VERSION = 2  # bump when the probes' training data or method changes
 
 
@@ -78,6 +77,7 @@ def fit_probe(positives: list[np.ndarray], negatives: list[np.ndarray], dim: int
 @dataclass
 class CompiledQuestion:
     rubric: Rubric
+    reference_only: bool = False  # built from a CustomQuestion: scored by the custom-question model
     questions: Rows = field(default_factory=Rows)
     references: Rows = field(default_factory=Rows)
     reference_sentences: Rows = field(default_factory=Rows)

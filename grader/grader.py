@@ -15,17 +15,33 @@ import yaml
 
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
-from grader.detectors import broken_grammar_rate, copied_fraction, fluency_ratio, injection_evidence, is_dont_know, list_shape, token_pairs
 from grader.custom_model import custom_score, load_custom_model
-from grader.embedding import EmbeddingCache, Embedder, get_embedder
+from grader.detectors import (
+    broken_grammar_rate,
+    copied_fraction,
+    fluency_ratio,
+    injection_evidence,
+    is_dont_know,
+    list_shape,
+    token_pairs,
+)
+from grader.embedding import Embedder, EmbeddingCache, get_embedder
 from grader.exemplars import ExemplarStore
 from grader.feedback import build_feedback
 from grader.judge.base import Judge
-from grader.scoring import CALIBRATION_DIR, Calibration, bank_pack_path, load_anchor_pairs, load_calibration
 from grader.schema import (
-    Bilingual, CustomQuestion, ErrorResult, GradeResult, JudgeInfo, KeyPoint, Lang, PointResult, Rubric,
+    Bilingual,
+    CustomQuestion,
+    ErrorResult,
+    GradeResult,
+    JudgeInfo,
+    KeyPoint,
+    Lang,
+    PointResult,
+    Rubric,
     Similarity,
 )
+from grader.scoring import CALIBRATION_DIR, Calibration, bank_pack_path, load_anchor_pairs, load_calibration
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
 
@@ -123,13 +139,17 @@ class Grader:
             if question not in self._compiled:
                 self.bank.get(question)  # raises UnknownQuestion with suggestions
             return self._compiled[question]
-        rubric = question if isinstance(question, Rubric) else rubric_from_custom(question)
+        # A question given by its references is scored by the custom-question model (fitted on such
+        # data); a full rubric (a tenant's, an interview follow-up) by the bank's calibration.
+        reference_only = isinstance(question, CustomQuestion)
+        rubric = rubric_from_custom(question) if reference_only else question
         # a data set or a batch file grades many answers per custom question: compile each once
-        key = rubric.model_dump_json()
+        key = f"{reference_only}:{rubric.model_dump_json()}"
         if key not in self._custom:
             if len(self._custom) >= 256:
                 self._custom.pop(next(iter(self._custom)))
             self._custom[key] = self._compile([rubric])[0]
+            self._custom[key].reference_only = reference_only
         return self._custom[key]
 
     def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None,
@@ -297,7 +317,7 @@ class Grader:
         score = cal.final_score(coverage, reference, [e.severity for e in errors])
         label = cal.label
         capping = flags
-        if self.custom_model is not None and self._compiled.get(rubric.id) is not c:
+        if self.custom_model is not None and c.reference_only:
             score, label = custom_score(self.custom_model, self.exemplars, c, p, f, answer_vec, cal)
             # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
             # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped

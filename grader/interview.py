@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from grader.bank import Bank
 from grader.errors import InputError
 from grader.interview_models import FollowUp, InterviewConfig, QuestionRecord, Session
 from grader.interview_store import SessionStore
-from grader.schema import Bilingual, GradeResult, Lang, Rubric
+from grader.schema import Bilingual, GradeResult, KeyPoint, Lang, Rubric
 
 if TYPE_CHECKING:  # importing the grader pulls in numpy and scikit-learn: the terminal loads it in the background
     from grader.grader import Grader
@@ -107,9 +108,21 @@ def command_of(text: str) -> Command | None:
     return COMMANDS.get(text.strip().lower())
 
 
-def topic_name(point_id: str) -> str:
-    """A key point's short name (its id in words): tells what to talk about without the answer."""
-    return point_id.replace("-", " ")
+def topic_name(point: KeyPoint, lang: Lang) -> str:
+    """A key point's short name: what to talk about, not the answer.
+
+    English uses the point's id in words; Chinese the opening phrase of the point's Chinese text (an
+    English slug in a Chinese session reads like a slip).
+
+    >>> point = KeyPoint(id="parallel-heads", text=Bilingual(zh="多个头并行计算,每个头有自己的投影", en="..."))
+    >>> topic_name(point, "en"), topic_name(point, "zh")
+    ('parallel heads', '多个头并行计算')
+    """
+    if lang == "zh":
+        opening = re.split(r"[,,;;::(()。]", point.text.zh, maxsplit=1)[0].strip()
+        if 2 <= len(opening) <= 16:
+            return opening
+    return point.id.replace("-", " ")
 
 
 # ------------------------------------------------------------------ drawing questions
@@ -178,7 +191,7 @@ def make_follow_up(rubric: Rubric, result: GradeResult, lang: Lang) -> FollowUp 
     if not missing:
         return None
     point = max(missing, key=lambda p: weights.get(p.id, p.weight))  # max keeps rubric order on ties
-    topic = topic_name(point.id)
+    topic = topic_name(next(k for k in rubric.key_points if k.id == point.id), lang)
     return FollowUp(point_id=point.id, topic=topic, question=_FOLLOW_UP[lang].format(topic=topic))
 
 
@@ -291,7 +304,8 @@ class Interview:
             return
         record.hints.append(point_id)
         self.save()
-        self.console.print(view.hint_note(topic_name(point_id), record.hint_penalty, self.lang))
+        point = next(k for k in self.bank.get(record.question_id).key_points if k.id == point_id)
+        self.console.print(view.hint_note(topic_name(point, self.lang), record.hint_penalty, self.lang))
 
     def _grader(self) -> Grader:
         """The grader, waiting for the background load with visible progress if need be."""
