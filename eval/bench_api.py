@@ -69,8 +69,8 @@ def start_server(folder: Path, microbatch: int | None) -> tuple[subprocess.Popen
     raise SystemExit("the server was not ready in 600 s")
 
 
-def run(url: str, key: str, clients: int, seconds: float) -> dict:
-    answers = _answers()
+def run(url: str, key: str, clients: int, seconds: float, answers: list[dict] | None = None) -> dict:
+    answers = answers or _answers()
     latencies: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()

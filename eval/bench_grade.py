@@ -47,13 +47,14 @@ def cold_start(model: str | None, cache_dir: Path) -> tuple[float, float]:
     return float(out[-2]), float(out[-1]) / 1024
 
 
-def api_latency(seconds: float) -> tuple[float, float, int]:
+def api_latency(seconds: float, items: list[tuple]) -> tuple[float, float, int]:
     from eval.bench_api import run, start_server
 
+    answers = [{"question_id": question, "answer": answer} for question, answer, _ in items]
     with tempfile.TemporaryDirectory() as folder:
         process, url, key = start_server(Path(folder), microbatch=None)
         try:
-            result = run(url, key, clients=1, seconds=seconds)
+            result = run(url, key, clients=1, seconds=seconds, answers=answers)
         finally:
             process.terminate()
             process.wait(30)
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               for item in items[: args.repeat]]
     graded_single, raw_single = (np.array(column) for column in zip(*single, strict=True))
     memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    api = api_latency(args.api_seconds) if args.api_seconds else None
+    api = api_latency(args.api_seconds, items[: args.repeat]) if args.api_seconds else None
 
     n = len(items)
     lines = [
