@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
             run["ratio"] = round(run["rows_per_s"] / encode["answers_per_s"], 3)
             say(f"{run['rows']:>8} rows with the model: {run['rows_per_s']} rows/s grading "
                 f"({run['rows_per_s_end_to_end']} end to end with the model load, {run['wall_s']} s); "
-                f"ratio to raw encode {run['ratio']}; RSS MB by share of the output written {run['rss_curve_mb']}, peak {run['peak_rss_mb']}")
+                f"ratio to raw encode {run['ratio']}; RSS MB by share of the output written {run['rss_curve_mb']}, "
+                f"peak {run['peak_rss_mb']}")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
 
