@@ -372,7 +372,8 @@ class Grader:
         from grader.judge.combine import combine, request_for
 
         outcome = self.judge.judge(request_for(c, p))
-        return combine(result, outcome, c, p, self.cache.encode, self.calibration, self.judge_band)
+        # quotes are one-off texts: encoded directly, not kept in the cache of fixed texts
+        return combine(result, outcome, c, p, self.embedder.encode, self.calibration, self.judge_band)
 
     def _empty(self, c: CompiledQuestion, p: Prepared, elapsed: float) -> GradeResult:
         lang = p.language

@@ -171,7 +171,7 @@ def test_quotes_are_verified_against_the_answer_and_the_point(grader, rubric):
         {"id": "P9", "status": "covered", "quote": first},  # no such point
     ], "errors": [{"quote": "transformers use recurrence", "correction": "they do not"}],
         "overall": 10, "reason": "perfect"}
-    _, judged = _judged(grader, rubric, answer, verdict)
+    base, judged = _judged(grader, rubric, answer, verdict)
     by_id = {p.id: p for p in judged.judge.points}
     assert by_id[rubric.key_points[0].id].accepted and by_id[rubric.key_points[0].id].support >= 0.5
     assert by_id[rubric.key_points[1].id].note == "quote not found in the answer"
@@ -179,8 +179,10 @@ def test_quotes_are_verified_against_the_answer_and_the_point(grader, rubric):
     assert by_id[rubric.key_points[2].id].note.startswith("quote does not support the point")
     assert len(judged.judge.points) == 3  # the unknown id was dropped
     assert judged.judge.errors[0].accepted is False
+    # only the verified point adds evidence: what it lifts P1's coverage by, at the calibration's price
     weights = [k.weight for k in rubric.key_points]
-    assert judged.judge.evidence_score == pytest.approx(10 * weights[0] / sum(weights), abs=0.01)
+    lift = 10 * grader.calibration.score.coverage_weight * weights[0] / sum(weights) * (1 - base.points[0].score)
+    assert judged.judge.evidence_score == pytest.approx(base.score + lift, abs=0.01)
 
 
 def test_judge_moves_the_score_only_within_the_band(grader, rubric):
@@ -192,16 +194,22 @@ def test_judge_moves_the_score_only_within_the_band(grader, rubric):
                "errors": [{"quote": points[0], "correction": "wrong"}], "overall": 0, "reason": "poor"}
     for band in (0.5, 1.0):
         base, up = _judged(grader, rubric, full, everything, band)
-        assert up.judge.used and up.judge.status == "ok" and up.judge.evidence_score == 10
+        assert up.judge.used and up.judge.status == "ok" and up.judge.evidence_score >= base.score
         assert up.judge.embedding_score == base.score and up.judge.judge_score == 10
-        assert up.score == pytest.approx(min(base.score + band, 10.0), abs=0.051)
+        assert base.score <= up.score <= min(base.score + band, 10.0) + 1e-9
         _, down = _judged(grader, rubric, full, nothing, band)
         assert down.score == pytest.approx(max(base.score - band, 0.0), abs=0.051)
         assert f"band ±{band:g}" in down.judge.combination
         # claims about points the answer never makes are discarded, so they cannot lift the score
         base, claimed = _judged(grader, rubric, partial, everything, band)
         assert sum(p.accepted for p in claimed.judge.points) == 2
-        assert claimed.score <= base.score + 1e-9
+        honest = {**everything, "points": everything["points"][:2]}
+        assert claimed.score == _judged(grader, rubric, partial, honest, band)[1].score
+        # a verdict that calls every point missing and shows nothing cannot lift a score on its word alone
+        unshown = {"points": [{"id": f"P{i + 1}", "status": "missing", "quote": ""} for i in range(len(points))],
+                   "overall": 10, "reason": "trust me"}
+        base, lifted = _judged(grader, rubric, partial, unshown, band)
+        assert lifted.score == base.score and lifted.judge.evidence_score == base.score
 
 
 def test_injection_cannot_gain_with_a_fully_compliant_judge(grader, rubric):

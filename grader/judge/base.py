@@ -83,6 +83,10 @@ class Judge(ABC):
                 failure = exc
                 log.warning("judge %s attempt %d failed: %s", self.name, attempt, exc)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a backend's own bug must not stop the grade either
+                failure = JudgeFailure("error", f"{type(exc).__name__}: {exc}")
+                log.warning("judge %s attempt %d raised %s", self.name, attempt, failure.detail)
+                continue
             return JudgeOutcome(self.name, self.model_id, attempt, _ms(started), verdict=verdict, raw=raw)
         assert failure is not None
         return JudgeOutcome(self.name, self.model_id, self.retries + 1, _ms(started),

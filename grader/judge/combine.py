@@ -6,12 +6,14 @@ Rules (the judge is assumed weak or hostile):
    mean something, and does not itself address the grader.
 2. A point the judge calls covered (or partial) counts only if its quote supports the point by the
    grader's own test: the point's probe and scaled cosine, as for the answer's sentences.
-3. ``evidence_score`` is 10 x the weighted share of verified points (partial = half) minus the
-   calibration's moderate penalty per verified factual error. The judge's target is the lower of
-   its own overall and that evidence: it cannot claim more than it can show.
+3. ``evidence_score`` is the embedding score plus what the verified points add to the embeddings'
+   own coverage of them (partial = half; at the calibration's weight per unit of coverage), minus
+   the calibration's moderate penalty per verified factual error. A point called missing, or a claim
+   that fails verification, adds nothing. The judge's target is the lower of its own overall and that
+   evidence: it cannot claim more than it can show.
 4. The final score moves from the embedding score toward the target by at most ``band`` points.
    An answer flagged ``injection_suspected`` (by the detectors or by the judge) can only lose.
-   Score caps from flags apply again afterwards.
+   Score caps from flags bound a rise; they never push the score below the embedding score.
 """
 
 from __future__ import annotations
@@ -89,27 +91,35 @@ def combine(result: GradeResult, outcome: JudgeOutcome, c: CompiledQuestion, p: 
     errors = [JudgeClaim(quote=e.quote, correction=e.correction, accepted=(problem := quote_problem(e.quote, answer))
                          is None, note=problem or "quote found in the answer") for e in verdict.errors]
     weights = np.array([k.weight for k in c.rubric.key_points])
-    credit = np.zeros(len(weights))
+    # Evidence is the embedding score plus what verified claims add to the embeddings' own view of each
+    # point (at the calibration's price per unit of coverage), minus verified errors. A point the judge
+    # calls missing, or a claim that fails verification, adds nothing: the judge cannot lift a score on
+    # its word alone.
+    before = np.array([point.score for point in result.points], dtype=float)
+    credit = before.copy()
     for point in points:
-        if point.accepted:
+        if point.accepted and point.verdict != "missing":
             index = next(i for i, k in enumerate(c.rubric.key_points) if k.id == point.id)
-            credit[index] = 1.0 if point.verdict == "covered" else PARTIAL_SHARE
+            credit[index] = max(credit[index], 1.0 if point.verdict == "covered" else PARTIAL_SHARE)
+    gain = float((weights * (credit - before)).sum() / weights.sum())
     n_errors = sum(e.accepted for e in errors)
-    evidence = 10 * float((weights * credit).sum() / weights.sum()) - calibration.score.penalty["moderate"] * n_errors
+    evidence = base + 10 * calibration.score.coverage_weight * gain - calibration.score.penalty["moderate"] * n_errors
     evidence = min(max(evidence, 0.0), 10.0)
     target = min(verdict.overall, evidence)
     delta = min(max(target - base, -band), band)
     injected = "injection_suspected" in result.flags or verdict.injection_suspected
     if injected:
         delta = min(delta, 0.0)
-    score = round(calibration.apply_caps(min(max(base + delta, 0.0), 10.0), list(result.flags)), 1)
+    moved = min(max(base + delta, 0.0), 10.0)
+    # the flags' caps already shaped ``base``; they bound a rise, and never push the score below it
+    score = round(moved if delta <= 0 else max(base, calibration.apply_caps(moved, list(result.flags))), 1)
     how = (f"embedding {base:.1f}; judge said {verdict.overall:g}, verified evidence {evidence:.1f} "
            f"-> target {target:.1f}; step {delta:+.1f} (band ±{band:g}"
            + (", injection suspected: may only lower" if injected else "") + f") -> {score:.1f}")
     judge = JudgeInfo(used=True, status="ok", evidence_score=round(evidence, 2), judge_score=verdict.overall,
                       combination=how, reason=verdict.reason.strip().splitlines()[0][:300] if verdict.reason.strip()
                       else None, injection_suspected=verdict.injection_suspected, points=points, errors=errors, **info)
-    feedback = build_feedback(score, result.points, result.errors, list[str](result.flags), p.language) \
+    feedback = build_feedback(score, result.points, result.errors, list(result.flags), p.language) \
         if score != base else result.feedback
     return result.model_copy(update={"score": score, "judge": judge, "feedback": feedback})
 
