@@ -66,16 +66,16 @@ def _union(records: list[Record], first: list[str]) -> list[str]:
 
 def read_upload(data: bytes, filename: str) -> tuple[list[Record], list[str], str, str]:
     """(records, columns, format, description) of an uploaded CSV or JSONL file."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "upload").name) or "upload"
+    suffix = re.sub(r"[^a-z0-9.]+", "", Path(filename or "upload").suffix.lower())  # all detection needs
     with tempfile.TemporaryDirectory(prefix="grader-job-") as folder:
-        path = Path(folder) / name
+        path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         fmt = detect_format(path)
         with InputFile(path, fmt) as rows:
             records = list(rows.records())
             columns = rows.columns
     if not records:
-        raise InputError(f"{name}: no rows after the header")
+        raise InputError(f"{filename or 'upload'}: no rows after the header")
     if fmt.format == "jsonl":
         columns = _union(records, columns)
     return records, columns, fmt.format, fmt.describe()
@@ -188,8 +188,9 @@ class TenantView:
         return self.grader.bank.get(question_id)  # raises UnknownQuestion with the closest built-in ids
 
     def grade_many(self, items: list[tuple]) -> list[GradeResult]:
+        # jobs have no judge option: a judged batch would hold the one grading thread for the judge's latency
         return self.grader.grade_many([(self.questions.get(q, q) if isinstance(q, str) else q, answer, lang)
-                                       for q, answer, lang in items])
+                                       for q, answer, lang in items], judge=False)
 
 
 class JobRunner:
@@ -219,19 +220,21 @@ class JobRunner:
         failures = 0
         while not self._stopping:
             self._wake.clear()
-            jobs = self.store.unfinished()
-            if not jobs:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=5)
-                except TimeoutError:
-                    pass
-                continue
-            try:
+            jobs: list[str] = []
+            try:  # a database error here must not end the runner: it retries like a failed batch
+                jobs = self.store.unfinished()
+                if not jobs:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=5)
+                    except TimeoutError:
+                        pass
+                    continue
                 await self._step(jobs[0], give_up=failures >= MAX_BATCH_FAILURES)
                 failures = 0
             except Exception:
                 failures += 1
-                log.exception("job %s: grading a batch failed (%d time(s)); retrying in 5 s", jobs[0], failures)
+                log.exception("job %s: grading a batch failed (%d time(s)); retrying in 5 s",
+                              jobs[0] if jobs else "queue", failures)
                 await asyncio.sleep(5)
 
     async def _step(self, job_id: str, give_up: bool = False) -> None:

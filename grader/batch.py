@@ -194,9 +194,12 @@ def output_row(record: Record, layout: OutputLayout, result: GradeResult | None,
     """One output row: the row number, the input values, and the result (or the error)."""
     row: dict[str, object] = {ROW_COLUMN: record.row}
     extra = {}
+    added = {ROW_COLUMN, EXTRA_COLUMN, *(layout.name(c) for c in (*RESULT_COLUMNS, FULL_COLUMN))}
     for key, value in record.values.items():
         if layout.extra and key not in layout.input_columns:
             extra[key] = clean(value)
+        elif key in added:  # a later JSONL object may carry a key the output adds: keep it, renamed
+            row[f"input.{key}"] = clean(value)
         else:
             row[key] = clean(value)
     if result is None:

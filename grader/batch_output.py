@@ -143,7 +143,8 @@ class OutputFile:
             return "true" if value else "false"
         if isinstance(value, (dict, list)):
             return json.dumps(value, ensure_ascii=False)
-        return str(value)
+        # the csv module leaves a lone CR unquoted with "\n" line ends, which breaks reading the file back
+        return str(value).replace("\r\n", "\n").replace("\r", "\n")
 
     @staticmethod
     def _csv_line(fields: list[str]) -> str:

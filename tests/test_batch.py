@@ -253,7 +253,8 @@ def test_jsonl_in_and_out_keeps_every_field(grader, tmp_path):
     source = tmp_path / "answers.jsonl"
     lines = [json.dumps({"question_id": "multihead-why", "answer": EXAMPLES[5]["answer"], "meta": {"k": 1}},
                         ensure_ascii=False), "{not json", json.dumps({"question_id": "scaling-sqrt-dk",
-                                                                      "answer": SCALING_EN, "late": 2})]
+                                                                      "answer": SCALING_EN, "late": 2,
+                                                                      "score": 7, "input_row": 99})]
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with BatchJob(source, full=True) as job:
         job.run(LocalEngine(grader))
@@ -261,9 +262,11 @@ def test_jsonl_in_and_out_keeps_every_field(grader, tmp_path):
     assert [r["input_row"] for r in rows] == [1, 2, 3] and [r["status"] for r in rows] == ["ok", "error", "ok"]
     assert rows[0]["meta"] == {"k": 1} and rows[2]["late"] == 2 and isinstance(rows[0]["covered_points"], list)
     assert rows[0]["result"]["question_id"] == "multihead-why" and "not valid JSON" in rows[1]["error"]
+    # a later object's keys that the output adds (a human score, a row number) are kept, renamed
+    assert rows[2]["input.score"] == 7 and rows[2]["input.input_row"] == 99 and isinstance(rows[2]["score"], float)
     with BatchJob(source, tmp_path / "as.csv") as job:  # JSONL to CSV: later keys go to extra_fields
         job.run(LocalEngine(grader))
-    assert json.loads(read_rows(tmp_path / "as.csv")[2]["extra_fields"]) == {"late": 2}
+    assert json.loads(read_rows(tmp_path / "as.csv")[2]["extra_fields"]) == {"late": 2, "score": 7, "input_row": 99}
 
 
 def test_ctrl_c_keeps_committed_batches_and_the_rerun_finishes(grader, reference_run, tmp_path):
