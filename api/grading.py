@@ -64,8 +64,10 @@ class GradingService:
         for flag in (False, True):
             chosen = [i for i, f in enumerate(flags) if f == flag]
             if chosen:
-                graded = await self.run(self.grader.grade_many, [items[i] for i in chosen], flag)
+                graded = await self.run(self._grade_each, [items[i] for i in chosen], flag)
                 for i, result in zip(chosen, graded, strict=True):
+                    if isinstance(result, Exception):
+                        raise result
                     results[i] = result
         return results  # type: ignore[return-value]
 

@@ -222,7 +222,7 @@ class JobRunner:
             self._wake.clear()
             jobs: list[str] = []
             try:  # a database error here must not end the runner: it retries like a failed batch
-                jobs = self.store.unfinished()
+                jobs = await asyncio.to_thread(self.store.unfinished)
                 if not jobs:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=5)
@@ -240,22 +240,24 @@ class JobRunner:
     async def _step(self, job_id: str, give_up: bool = False) -> None:
         """Grade and commit the next batch. With ``give_up`` (the batch failed again and again for a reason
         that is no row's fault), its rows become error rows, so that one bad batch cannot stall the queue."""
-        job = self.store.db.query("SELECT plan, tenant FROM jobs WHERE id = ?", (job_id,))[0]
+        # SQLite work (fsynced commits included) runs off the event loop, which keeps answering requests
+        db = self.store.db
+        job = (await asyncio.to_thread(db.query, "SELECT plan, tenant FROM jobs WHERE id = ?", (job_id,)))[0]
         plan = RowPlan.model_validate_json(job["plan"])
-        records = self.store.pending(job_id, self.batch_size)
+        records = await asyncio.to_thread(self.store.pending, job_id, self.batch_size)
         if not records:
-            self.store.finish(job_id)
+            await asyncio.to_thread(self.store.finish, job_id)
             return
-        self.store.mark_running(job_id)
+        await asyncio.to_thread(self.store.mark_running, job_id)
         if give_up:
             reason = f"internal error: grading failed {MAX_BATCH_FAILURES} times (see the server log)"
             rows = [output_row(r, plan.layout, None, f"line {r.line}: {reason}") for r in records]
         else:
             grader = self.service.grader
-            own = {f"{bank}:{rubric.id}": banks.gradable(grader.bank, bank, rubric)
-                   for bank, rubric in banks.list_rubrics(self.store.db, job["tenant"])}
-            rows = await self.service.run(grade_batch, TenantView(grader, own) if own else grader, records, plan)
-        stored = self.store.commit(job_id, plan, rows)
+            tenant_rubrics = await asyncio.to_thread(banks.list_rubrics, db, job["tenant"])
+            own = {f"{bank}:{rubric.id}": banks.gradable(grader.bank, bank, rubric) for bank, rubric in tenant_rubrics}
+            rows = await self.service.run(grade_batch, TenantView(grader, own), records, plan)
+        stored = await asyncio.to_thread(self.store.commit, job_id, plan, rows)
         if self.on_rows:
             errors = sum(1 for row in rows if row[plan.layout.name("status")] == "error")
             self.on_rows(stored, errors)
