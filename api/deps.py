@@ -12,7 +12,7 @@ from api.auth import ApiKey, RateLimiter, Scope, verify_key
 from api.db import Database
 from api.errors import ApiError
 from api.grading import GradingService
-from api.jobs import JobRunner, JobStore
+from api.jobs import JobStore
 from api.metrics import Metrics
 from grader.config import Settings
 from grader.grader import Grader
@@ -44,10 +44,6 @@ def get_grader(service: Annotated[GradingService, Depends(get_service)]) -> Grad
 
 def get_jobs(request: Request) -> JobStore:
     return request.app.state.jobs
-
-
-def get_runner(request: Request) -> JobRunner | None:
-    return request.app.state.runner
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

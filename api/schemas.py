@@ -100,10 +100,6 @@ class JobOut(BaseModel):
     finished_at: float | None
 
 
-class Message(BaseModel):
-    message: str
-
-
 class Health(BaseModel):
     status: str
     model: str | None = None

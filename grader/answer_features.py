@@ -15,7 +15,7 @@ import numpy as np
 
 from grader.compiled import CompiledQuestion
 from grader.scoring import Calibration
-from grader.text import content_terms, detect_language
+from grader.text import content_terms
 
 # +1: a higher value should never lower the score; -1: never raise it; 0: no constraint.
 MONOTONE: dict[str, int] = {
@@ -104,7 +104,3 @@ def feature_vector(raw: dict, compiled: CompiledQuestion, answer: str, calibrati
         "grammar": raw["grammar"],
         "dont_know": float(raw["dont_know"]),
     }
-
-
-def language_of(compiled: CompiledQuestion) -> str:
-    return detect_language(" ".join(compiled.references.texts))

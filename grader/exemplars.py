@@ -9,7 +9,6 @@ grader blends the nearest exemplars' grades with its feature model (``grader.cus
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -78,9 +77,6 @@ class ExemplarStore:
         found = self._get(key)
         return found[0].ntotal if found else 0
 
-    def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.faiss")) if self.folder.is_dir() else []
-
     def add(self, key: str, question: str, vectors: np.ndarray, scores: list[float], base: list[float],
             answers: list[str]) -> int:
         """Add graded answers (scores 0-10); returns how many were new."""
@@ -128,11 +124,6 @@ class ExemplarStore:
         rows = [int(r) for r in rows[0] if r >= 0]
         return Neighbours(similarity=[float(s) for s in sims[0][: len(rows)]],
                           score=[grades.scores[r] for r in rows], base=[grades.base[r] for r in rows])
-
-
-def describe(folder: Path) -> dict[str, int]:
-    """Exemplar counts per question key in one model's folder."""
-    return {p.stem: len(json.loads(p.read_text(encoding="utf-8"))["scores"]) for p in sorted(folder.glob("*.json"))}
 
 
 def add_graded(grader, items: list[tuple[CustomQuestion, str, float]]) -> dict[str, int]:

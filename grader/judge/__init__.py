@@ -1,4 +1,4 @@
-"""Optional LLM judge: backends registered by name, and how their verdicts are checked and combined.
+"""Optional LLM judge: backends by name, and how their verdicts are checked and combined.
 
 Example:
     >>> sorted(BACKENDS)
@@ -23,14 +23,8 @@ from grader.judge.verdict import JudgeFailure, JudgeVerdict, Reply, parse_reply
 
 Backend = Literal["none", "openai", "transformers"]
 
-# Built-in backends register exactly as an outside one would: a name mapped to a Judge class.
+# The backends by the name settings and options use (GRADER_JUDGE_BACKEND, --judge).
 BACKENDS: dict[str, type[Judge]] = {cls.name: cls for cls in (NullJudge, OpenAICompatJudge, TransformersJudge)}
-
-
-def register(cls: type[Judge]) -> type[Judge]:
-    """Add a backend (usable as a class decorator)."""
-    BACKENDS[cls.name] = cls
-    return cls
 
 
 def get_judge(name: str, **options: object) -> Judge:
@@ -63,5 +57,5 @@ def judge_from_settings(settings, backend: str | None = None, url: str | None = 
 
 __all__ = [
     "BACKENDS", "Backend", "Judge", "JudgeFailure", "JudgeOptions", "JudgeOutcome", "JudgeRequest", "JudgeVerdict",
-    "Reply", "build_messages", "get_judge", "judge_from_settings", "neutralise", "parse_reply", "register",
+    "Reply", "build_messages", "get_judge", "judge_from_settings", "neutralise", "parse_reply",
 ]
