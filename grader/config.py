@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_answer_chars: int = Field(default=6000, ge=200)
     batch_size: int = Field(
         default=64, ge=1, le=4096,
-        description="Rows `grader batch` grades with one encoder call and commits to the output at once.",
+        description="Rows `grader batch` grades together (one `grade_many` call) and commits to the output at once.",
     )
     sessions_dir: Path = Field(
         default_factory=_default_sessions_dir,

@@ -1,6 +1,6 @@
 """The ``Grader``: one walk from answer text to a ``GradeResult``.
 
-normalise -> segment -> encode (answer + its sentences, one batch) -> compare with the question's
+normalise -> segment -> encode (the answers, then their sentences) -> compare with the question's
 precomputed matrices -> detect gaming -> score with the fitted calibration -> feedback.
 """
 
@@ -159,7 +159,7 @@ class Grader:
 
     def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]],
                    judge: bool = True) -> list[GradeResult]:
-        """Grade several answers with a single encoder call for all of them.
+        """Grade several answers with two encoder calls for all of them (answers, then their sentences).
 
         ``judge=False`` leaves a configured judge out of these grades (``judge.status`` says "off").
         """
