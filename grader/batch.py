@@ -119,13 +119,16 @@ class OutputLayout(BaseModel):
     def name(self, column: str) -> str:
         return self.prefix + column
 
-    def header(self) -> list[str]:
-        added = [self.name(c) for c in RESULT_COLUMNS]
+    def added(self) -> list[str]:
+        """The columns the output adds after the input's own."""
         tail = ([EXTRA_COLUMN] if self.extra else []) + ([self.name(FULL_COLUMN)] if self.full else [])
-        return [ROW_COLUMN, *self.input_columns, *added, *tail]
+        return [*(self.name(c) for c in RESULT_COLUMNS), *tail]
+
+    def header(self) -> list[str]:
+        return [ROW_COLUMN, *self.input_columns, *self.added()]
 
     def check(self, source: Path) -> None:
-        taken = sorted(set(self.input_columns) & set(self.header()[1 + len(self.input_columns):] + [ROW_COLUMN]))
+        taken = sorted(set(self.input_columns) & {*self.added(), ROW_COLUMN})
         if taken:
             raise InputError(f"{source} already has column(s) {', '.join(taken)}, which the output adds; pass "
                              "--prefix graded_ to name the added columns differently")
@@ -340,6 +343,7 @@ class BatchJob:
             self.plan = RowPlan(columns=(columns or Columns()).resolve(self.input.columns, input_path), layout=layout)
             self.output = OutputFile(self.output_path, out_format, layout.header(),
                                      joined=frozenset(layout.name(c) for c in LIST_COLUMNS),
+                                     added=frozenset(layout.added()),
                                      bom=out_format == "csv" and self.fmt.encoding != "utf-8")
         except BaseException:
             self.input.close()

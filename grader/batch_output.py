@@ -91,8 +91,10 @@ class OutputFile:
     Holds an exclusive lock on the file, so that two runs can never write the same output.
     """
 
-    def __init__(self, path: Path, fmt: Format, header: list[str], joined: frozenset[str], bom: bool = False):
+    def __init__(self, path: Path, fmt: Format, header: list[str], joined: frozenset[str], bom: bool = False,
+                 added: frozenset[str] = frozenset()):
         self.path, self.fmt, self.header, self.joined, self.bom = path, fmt, header, joined, bom
+        self.added = added  # the columns grading adds, which every row carries
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "ab+")  # noqa: SIM115 - closed by close()
         try:
@@ -105,9 +107,13 @@ class OutputFile:
         """Cut the output back to its last complete row (or to nothing with ``restart``) and return
         what it holds; refuses an output written for other columns."""
         point = ResumePoint() if restart else scan_output(self.path, self.fmt)
-        if point.header is not None and self.fmt == "csv" and point.header != self.header:
+        # JSONL has no header: its last row shows whether it was written with the same --prefix / --full
+        other_jsonl = (self.fmt == "jsonl" and point.last_record is not None
+                       and not self.added <= set(point.last_record))
+        if other_jsonl or (point.header is not None and self.fmt == "csv" and point.header != self.header):
             raise InputError(
-                f"{self.path} already holds rows with other columns ({', '.join(point.header[:6])}…); "
+                f"{self.path} already holds rows with other columns "
+                f"({', '.join((point.header or list(point.last_record or {}))[:6])}…); "
                 "pass --restart to grade again from the first row, or choose another output with -o")
         if point.unreadable_at is not None:
             raise InputError(

@@ -264,6 +264,9 @@ def test_jsonl_in_and_out_keeps_every_field(grader, tmp_path):
     assert rows[0]["result"]["question_id"] == "multihead-why" and "not valid JSON" in rows[1]["error"]
     # a later object's keys that the output adds (a human score, a row number) are kept, renamed
     assert rows[2]["input.score"] == 7 and rows[2]["input.input_row"] == 99 and isinstance(rows[2]["score"], float)
+    # resuming into that JSONL output with other added columns is refused, as a CSV header mismatch is
+    with pytest.raises(InputError, match="other columns"):
+        BatchJob(source, job.output_path, prefix="graded_")
     with BatchJob(source, tmp_path / "as.csv") as job:  # JSONL to CSV: later keys go to extra_fields
         job.run(LocalEngine(grader))
     assert json.loads(read_rows(tmp_path / "as.csv")[2]["extra_fields"]) == {"late": 2, "score": 7, "input_row": 99}
