@@ -52,7 +52,12 @@ def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[
     idx = np.arange(len(table.y))
     if graded.protocol == "folds" or (all(table.folds) and len(set(table.folds)) > 1):
         groups = table.folds
-        return [(f"fold {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
+        splits = [(f"fold {groups[te][0]}", tr, te) for tr, te in LeaveOneGroupOut().split(idx, groups=groups)]
+        if mode == "warm" and all(not set(table.questions[te]) & set(table.questions[tr]) for _, tr, te in splits):
+            # a "warm" number from folds that hold out whole questions would be a cold one under another name
+            raise InputError(f"{graded.name}: its folds hold out whole questions, so no test question has graded "
+                             "answers in training; --warm needs a set without a fold column, or --train/--test")
+        return splits
     if mode == "cold":  # no graded answer of the test question is ever seen
         groups = table.questions
         if len(set(groups)) < 2:

@@ -135,6 +135,9 @@ def add_graded(grader, items: list[tuple[CustomQuestion, str, float]]) -> dict[s
 
     if grader.exemplars is None:
         raise GraderError("this grader has no exemplar store (build it with Grader.from_settings)")
+    if grader.custom_model is None:  # the blend corrects the model's own score: without it there is nothing to learn
+        raise GraderError(f"no custom-question model for {grader.embedder.model_id}; fit one with "
+                          "python -m eval.fit_custom before adding exemplars")
     raws = grader.features_many([(q, a) for q, a, _ in items])
     groups: dict[str, list[int]] = {}
     for i, (question, _, _) in enumerate(items):
@@ -149,7 +152,7 @@ def add_graded(grader, items: list[tuple[CustomQuestion, str, float]]) -> dict[s
         base = []
         for i, text in zip(rows, texts, strict=True):
             named = feature_vector(raws[i], compiled, text, grader.calibration)
-            base.append(10 * grader.custom_model.predict_one(named) if grader.custom_model else items[i][2])
+            base.append(10 * grader.custom_model.predict_one(named))
         key = question_key(compiled.rubric, custom=True)
         # two ids with the same question text and references share one index
         added[key] = added.get(key, 0) + grader.exemplars.add(
