@@ -85,6 +85,23 @@ def add_exemplar(db: Database, *, tenant: str, question_id: str, answer: str, sc
     return int(cursor.lastrowid or 0), now
 
 
+def exemplar_rows(db: Database, tenant: str, question_id: str) -> list[tuple[str, float]]:
+    rows = db.query("SELECT answer, score FROM exemplars WHERE tenant = ? AND question_id = ? ORDER BY id",
+                    (tenant, question_id))
+    return [(row["answer"], float(row["score"])) for row in rows]
+
+
+def exemplar_questions(db: Database) -> list[tuple[str, str]]:
+    """(tenant, question id) of every question with stored exemplars."""
+    rows = db.query("SELECT DISTINCT tenant, question_id FROM exemplars ORDER BY tenant, question_id")
+    return [(row["tenant"], row["question_id"]) for row in rows]
+
+
+def delete_exemplars(db: Database, tenant: str, question_id: str) -> None:
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM exemplars WHERE tenant = ? AND question_id = ?", (tenant, question_id))
+
+
 def resolve(db: Database, bank: Bank, tenant: str, question_id: str) -> tuple[str, Rubric]:
     """(bank name, rubric) of a built-in id or of ``BANK:ID`` in the caller's tenant; 404 otherwise."""
     parts = split_id(question_id)

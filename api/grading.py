@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("api")
 T = TypeVar("T")
-Item = tuple  # (question id | Rubric | CustomQuestion, answer, lang) as Grader.grade_many takes it
+# (question id | Rubric | CustomQuestion, answer, lang) as Grader.grade_many takes it, plus the key of
+# the exemplars that may inform it (the caller tenant's, or None)
+Item = tuple
 
 
 class GradingService:
@@ -99,14 +101,18 @@ class GradingService:
         if self.on_batch:
             self.on_batch(len(items))
         try:
-            return list(self.grader.grade_many(items, judge=judge))
+            return self._grade(items, judge)
         except GraderError:
             if len(items) == 1:
                 raise
         results: list[GradeResult | Exception] = []
         for item in items:
             try:
-                results.append(self.grader.grade_many([item], judge=judge)[0])
+                results.append(self._grade([item], judge)[0])
             except GraderError as exc:
                 results.append(exc)
         return results
+
+    def _grade(self, items: list[Item], judge: bool) -> list[GradeResult]:
+        return self.grader.grade_many([item[:3] for item in items], judge=judge,
+                                      exemplar_keys=[item[3] for item in items])

@@ -29,6 +29,7 @@ from grader.batch import LIST_COLUMNS, Columns, OutputLayout, RowPlan, grade_bat
 from grader.batch_input import InputFile, Record, detect_format
 from grader.batch_output import ROW_COLUMN, OutputFile
 from grader.errors import InputError
+from grader.exemplars import tenant_key
 from grader.schema import GradeResult, Rubric
 
 if TYPE_CHECKING:
@@ -177,8 +178,8 @@ class TenantView:
     while a job runs applies to the rows after it.
     """
 
-    def __init__(self, grader: Grader, questions: dict[str, str | Rubric]):
-        self.grader, self.questions = grader, questions
+    def __init__(self, grader: Grader, tenant: str, questions: dict[str, str | Rubric]):
+        self.grader, self.tenant, self.questions = grader, tenant, questions
         self.bank = self
 
     def __contains__(self, question_id: object) -> bool:
@@ -190,7 +191,9 @@ class TenantView:
     def grade_many(self, items: list[tuple]) -> list[GradeResult]:
         # jobs have no judge option: a judged batch would hold the one grading thread for the judge's latency
         return self.grader.grade_many([(self.questions.get(q, q) if isinstance(q, str) else q, answer, lang)
-                                       for q, answer, lang in items], judge=False)
+                                       for q, answer, lang in items], judge=False,
+                                      exemplar_keys=[tenant_key(self.tenant, q) if isinstance(q, str) else None
+                                                     for q, _, _ in items])
 
 
 class JobRunner:
@@ -256,7 +259,7 @@ class JobRunner:
             grader = self.service.grader
             tenant_rubrics = await asyncio.to_thread(banks.list_rubrics, db, job["tenant"])
             own = {f"{bank}:{rubric.id}": banks.gradable(grader.bank, bank, rubric) for bank, rubric in tenant_rubrics}
-            rows = await self.service.run(grade_batch, TenantView(grader, own), records, plan)
+            rows = await self.service.run(grade_batch, TenantView(grader, job["tenant"], own), records, plan)
         stored = await asyncio.to_thread(self.store.commit, job_id, plan, rows)
         if self.on_rows:
             errors = sum(1 for row in rows if row[plan.layout.name("status")] == "error")

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, exemplars
 from api.auth import RateLimiter
-from api.db import Database
+from api.db import Database, sqlite_path
 from api.grading import GradingService
 from api.jobs import JobRunner, JobStore
 from api.limits import BodyLimitMiddleware
@@ -29,9 +29,16 @@ log = logging.getLogger("api")
 
 
 def _load(settings: Settings):
+    from grader.exemplars import ExemplarStore
     from grader.grader import Grader
 
-    return Grader.from_settings(settings)
+    grader = Grader.from_settings(settings)
+    # the API's exemplar index is derived from its database, so it lives beside it (not in the cache a CLI
+    # shares): a new database starts with no exemplars, and a lost index is rebuilt from the database
+    database = sqlite_path(settings.api_database_url)
+    grader.exemplars = ExemplarStore(database.with_name(database.name + ".exemplars"), grader.embedder.model_id,
+                                     grader.embedder.dim)
+    return grader
 
 
 async def _start_grading(app: FastAPI, settings: Settings) -> None:
@@ -42,6 +49,12 @@ async def _start_grading(app: FastAPI, settings: Settings) -> None:
         log.exception("loading the grader failed")
         state.load_error = f"loading the grader failed: {exc}"
         return
+    try:  # exemplars stored while the index was lost (a wiped cache) are indexed again
+        synced = await asyncio.to_thread(exemplars.sync, grader, state.db)
+        if synced:
+            log.info("re-indexed the graded exemplars of %d question(s)", synced)
+    except Exception:  # noqa: BLE001 - grading works without them; the log says why
+        log.exception("re-indexing stored exemplars failed")
     metrics: Metrics = state.metrics
     service = GradingService(grader, settings.api_microbatch_max, settings.api_microbatch_wait_ms,
                              on_batch=metrics.batch_size.observe)

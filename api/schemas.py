@@ -59,7 +59,7 @@ class QuestionPage(BaseModel):
 
 
 class ExemplarIn(_In):
-    answer: str = Field(min_length=1)
+    answer: str = Field(min_length=1, pattern=r"\S", description="The graded answer (not blank).")
     score: float = Field(ge=0, le=10, description="The human grade, 0-10.")
     lang: Lang | None = None
 
@@ -70,7 +70,11 @@ class ExemplarOut(BaseModel):
     score: float
     lang: Lang | None
     created_at: float
-    used_in_scoring: bool = Field(description="False: stored, but no exemplar index feeds scoring yet.")
+    used_in_scoring: bool = Field(description="The exemplar is indexed: your later grades of this question "
+                                              "are informed by it (see `exemplars` in their results).")
+    exemplars: int = Field(description="Graded answers of this question in your index (an identical answer "
+                                       "counts once).")
+    detail: str | None = Field(default=None, description="Why the exemplar is stored but not used, when it is not.")
 
 
 class JobRows(_In):

@@ -1,11 +1,13 @@
-"""Fit the custom-question score model (and its exemplar blend) on graded answers.
+"""Fit the custom-question score model (and its exemplar blends) on graded answers.
 
     python -m eval.fit_custom [--data ../shared/eval-data] [--model multilingual-e5-small]
 
 Fits on every answer of the Mohler standard set and the ADS training split together and writes
 ``grader/calibration/custom-<model>.json``, which the grader loads at start-up for questions that
-are not in the bank. The same functions fit the per-fold models of ``grader eval``, on training folds
-only; every choice below (exemplar blend numbers) is made by cross-validation inside the data given.
+are not in the bank, with two exemplar blends: one over this model's scores, one over the bank's
+score formula (for bank and tenant rubrics, whose scores come from that formula). The same
+functions fit the per-fold models of ``grader eval``, on training folds only; every choice below
+(exemplar blend numbers) is made by cross-validation inside the data given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from grader.answer_features import FEATURES, MONOTONE
 from grader.custom_model import CustomModel, ExemplarBlend, custom_model_path
+from grader.scoring import ScoreModel
 
 log = logging.getLogger(__name__)
 
@@ -96,46 +99,73 @@ def exemplar_terms(blend: ExemplarBlend, vectors: np.ndarray, questions: np.ndar
     return ridge, knn, total
 
 
-def warm_predict(model: CustomModel, blend: ExemplarBlend, x: np.ndarray, y: np.ndarray, vectors: np.ndarray,
+def rubric_base(x: np.ndarray, score: ScoreModel) -> np.ndarray:
+    """The bank's score formula (0-1) on a feature table: how a question with a full rubric is scored
+    before exemplars (these data sets state no misconceptions, so no penalties)."""
+    coverage, reference = x[:, FEATURES.index("coverage")], x[:, FEATURES.index("ref_scaled")]
+    return np.clip(score.coverage_weight * coverage + score.reference_weight * reference + score.bias, 0.0, 1.0)
+
+
+def warm_predict(base: np.ndarray, blend: ExemplarBlend, y: np.ndarray, vectors: np.ndarray,
                  questions: np.ndarray, pool: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Scores of ``rows`` with exemplars from ``pool`` (the exemplars' model scores are in-sample, as when
-    a platform adds graded answers to a model that has seen them)."""
-    base = model.predict(x)
+    """Scores of ``rows`` with exemplars from ``pool``, over ``base`` scores of every row (the exemplars'
+    own are in-sample, as when a platform adds graded answers to a model that has seen them)."""
     ridge, knn, total = exemplar_terms(blend, vectors, questions, y, base, pool, rows)
     return np.array([blend.apply(base[r], ridge[i], knn[i], total[i]) for i, r in enumerate(rows)])
 
 
 SEARCH = [dict(alpha=a, temperature=t) for a in (0.01, 0.03, 0.1) for t in (0.02, 0.05)]
-WEIGHTS = [dict(prior=p, ridge=r, knn=k) for p in (0.0, 10.0, 30.0) for r in (0.0, 0.5, 0.75, 1.0)
+WEIGHTS = [dict(prior=p, ridge=r, knn=k) for p in (0.0, 3.0, 10.0, 30.0) for r in (0.0, 0.5, 0.75, 1.0)
            for k in (0.0, 0.25, 0.5)]
+# Exemplars per question in the inner folds' pools: all of a training fold (dozens here), and few, as a
+# platform that has just started grading has. Without the small pools nothing would teach the blend how
+# far to trust two or three grades (``prior``), and one harsh grade could move every answer.
+POOL_SIZES: tuple[int | None, ...] = (None, 10, 3)
+
+
+def _subsample(pool: np.ndarray, questions: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """At most ``size`` rows of ``pool`` per question (all with None)."""
+    if size is None:
+        return pool
+    rng = np.random.default_rng(seed)
+    kept = [rng.permutation(pool[questions[pool] == q])[:size] for q in np.unique(questions[pool])]
+    return np.sort(np.concatenate(kept))
 
 
 def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.ndarray, model_id: str,
-              folds: int = 5, features: tuple[str, ...] = FEATURES,
-              params: dict | None = None) -> tuple[ExemplarBlend, float]:
-    """Exemplar blend numbers by inner cross-validation (each question's answers split across folds)."""
+              folds: int = 5, features: tuple[str, ...] = FEATURES, params: dict | None = None,
+              fixed_base: np.ndarray | None = None) -> tuple[ExemplarBlend, float]:
+    """Exemplar blend numbers by inner cross-validation (each question's answers split across folds).
+
+    The blend corrects a base score: the custom-question model refitted on each inner training fold,
+    or ``fixed_base`` (the bank's formula, which nothing here fits).
+    """
     idx = np.arange(len(y))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=1).split(idx, questions))
     bases = []
     for train, _ in splits:
+        if fixed_base is not None:
+            bases.append(fixed_base)
+            continue
         model = fit_model(x[train], y[train], model_id, features, params=params)
         bases.append(model.predict(x))  # in-sample for the exemplars, out-of-fold for the test rows
+    pools = [(base, _subsample(train, questions, size, seed=i), test)
+             for i, (base, (train, test)) in enumerate(zip(bases, splits, strict=True)) for size in POOL_SIZES]
     best, best_error = None, np.inf
     for search in SEARCH:
         probe = ExemplarBlend(k=10, prior=0.0, ridge=1.0, knn=1.0, **search)
-        terms = [exemplar_terms(probe, vectors, questions, y, base, train, test)
-                 for base, (train, test) in zip(bases, splits, strict=True)]
+        terms = [exemplar_terms(probe, vectors, questions, y, base, pool, test) for base, pool, test in pools]
         for weights in WEIGHTS:
             blend = ExemplarBlend(k=10, **search, **weights)
             error = 0.0
-            for base, (_, test), (ridge, knn, total) in zip(bases, splits, terms, strict=True):
+            for (base, _, test), (ridge, knn, total) in zip(pools, terms, strict=True):
                 say = np.where(total > 0, total / (total + blend.prior + 1e-12), 0.0)
                 predicted = np.clip(base[test] + say * (blend.ridge * ridge + blend.knn * knn), 0, 1)
                 error += float(((predicted - y[test]) ** 2).sum())
             if error < best_error:
                 best, best_error = blend, error
     assert best is not None
-    return best, best_error / len(y)
+    return best, best_error / (len(y) * len(POOL_SIZES))
 
 
 def question_groups(questions: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -164,15 +194,19 @@ def main(argv: list[str] | None = None) -> None:
         model = fit_model(x, y, grader.embedder.model_id, questions=questions)
         blend, error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
                                  params=dict(model.params))
+        rubric_blend, rubric_error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
+                                               fixed_base=rubric_base(x, grader.calibration.score))
     path = custom_model_path(grader.embedder.model_id)
     artifact = path.with_suffix(".joblib")
     joblib.dump(model._estimator, artifact)
     model = model.model_copy(update={
         "artifact": artifact.name,
         "exemplars": blend,
+        "rubric_exemplars": rubric_blend,
         "fitted_on": f"{', '.join(args.datasets)} ({len(y)} graded answers, ../shared/eval-data)",
         "command": "python -m eval.fit_custom " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cross_validated": {"warm_rmse_fraction": round(float(np.sqrt(error)), 4)},
+        "cross_validated": {"warm_rmse_fraction": round(float(np.sqrt(error)), 4),
+                            "rubric_warm_rmse_fraction": round(float(np.sqrt(rubric_error)), 4)},
     })
     path.write_text(json.dumps(model.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     log.warning("wrote %s", path)

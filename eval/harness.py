@@ -2,7 +2,9 @@
 
 Every fold's model (and exemplar blend) is fitted on that fold's training answers only; the test
 answers' questions are graded as custom questions (question text + references), and exemplars, when
-on, come only from training answers of the same question.
+on, come only from training answers of the same question. With ``rubric`` (a ``ScoreModel``) the base
+score is the bank's fixed formula instead of the custom-question model: that is how bank and tenant
+rubrics are scored, and how their exemplar blend is measured.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from threadpoolctl import threadpool_limits
 
 from eval.datasets import GradedSet
 from eval.features import FeatureTable
-from eval.fit_custom import fit_blend, fit_model, warm_predict
+from eval.fit_custom import fit_blend, fit_model, rubric_base, warm_predict
 from eval.metrics import Agreement, agreement
 from grader.answer_features import FEATURES
 from grader.errors import InputError
+from grader.scoring import ScoreModel
 
 Mode = Literal["cold", "warm"]
 
@@ -39,6 +42,7 @@ class Report(BaseModel):
     protocol: str
     mode: Mode
     model: str
+    base: str = "custom-question model"
     overall: Agreement
     folds: list[FoldResult]
     questions: list[FoldResult]
@@ -69,26 +73,32 @@ def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[
 
 
 def predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
-                 features: tuple[str, ...] = FEATURES) -> np.ndarray:
+                 features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None) -> np.ndarray:
     """Scores (0-1) for ``test`` from a model fitted on ``train`` only."""
     # a few thousand rows: OpenMP threads cost more than they save, and thrash on shared cores
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _predict_fold(train, test, model_id, mode, features)
+        return _predict_fold(train, test, model_id, mode, features, rubric)
 
 
 def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
-                  features: tuple[str, ...]) -> np.ndarray:
+                  features: tuple[str, ...], rubric: ScoreModel | None) -> np.ndarray:
     keep = ~train.empty
-    model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep])
-    predicted = model.predict(test.x)
+    both = _concat(train, test)
+    params = None
+    if rubric is not None:
+        base = rubric_base(both.x, rubric)
+    else:
+        model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep])
+        base, params = model.predict(both.x), dict(model.params)
+    n = len(train.y)
+    rows = np.arange(n, n + len(test.y))
+    predicted = base[rows]
     if mode == "warm":
         blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
-                             features=features, params=dict(model.params))
-        both = _concat(train, test)
-        n = len(train.y)
-        rows = np.arange(n, n + len(test.y))
-        predicted = warm_predict(model, blend, both.x, both.y, both.vectors, both.questions,
-                                 np.flatnonzero(~train.empty), rows)
+                             features=features, params=params,
+                             fixed_base=base[:n][keep] if rubric is not None else None)
+        predicted = warm_predict(base, blend, both.y, both.vectors, both.questions, np.flatnonzero(~train.empty),
+                                 rows)
     predicted[test.empty] = 0.0
     return predicted
 
@@ -111,31 +121,32 @@ def _breakdown(graded: GradedSet, human: np.ndarray, predicted: np.ndarray, labe
 
 
 def evaluate(graded: GradedSet, table: FeatureTable, model_id: str, mode: Mode = "cold",
-             features: tuple[str, ...] = FEATURES) -> Report:
+             features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None) -> Report:
     """Cross-validated agreement under the dataset's protocol."""
     predicted = np.zeros(len(table.y))
     fold_of = np.empty(len(table.y), dtype=object)
     for name, train, test in standard_splits(graded, table, mode):
-        predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features)
+        predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features, rubric)
         fold_of[test] = name
-    return _report(graded, table, predicted, fold_of.astype(str), model_id, mode, graded.protocol_text)
+    return _report(graded, table, predicted, fold_of.astype(str), model_id, mode, graded.protocol_text, rubric)
 
 
 def evaluate_fixed(train_set: GradedSet, train: FeatureTable, test_set: GradedSet, test: FeatureTable,
-                   model_id: str, mode: Mode = "cold") -> Report:
+                   model_id: str, mode: Mode = "cold", rubric: ScoreModel | None = None) -> Report:
     """Fit on one file, report on another."""
-    predicted = predict_fold(train, test, model_id, mode)
+    predicted = predict_fold(train, test, model_id, mode, rubric=rubric)
     labels = np.full(len(test.y), "test")
     protocol = f"fit on {train_set.name} ({len(train.y)} answers), tested on {test_set.name}"
-    return _report(test_set, test, predicted, labels, model_id, mode, protocol)
+    return _report(test_set, test, predicted, labels, model_id, mode, protocol, rubric)
 
 
 def _report(graded: GradedSet, table: FeatureTable, predicted: np.ndarray, folds: np.ndarray, model_id: str,
-            mode: Mode, protocol: str) -> Report:
+            mode: Mode, protocol: str, rubric: ScoreModel | None = None) -> Report:
     human = table.y * graded.scale_max
     scores = predicted * graded.scale_max
     return Report(
         dataset=graded.name, protocol=protocol, mode=mode, model=model_id,
+        base="bank score formula" if rubric is not None else "custom-question model",
         overall=agreement(human, scores, graded.scale_max, graded.integer_max),
         folds=_breakdown(graded, human, scores, folds),
         questions=_breakdown(graded, human, scores, table.questions),
@@ -152,8 +163,11 @@ def table_for(graded: GradedSet, model: str | None = None, cache: Path | None = 
 
 
 def run(dataset: str | None, data: Path | None = None, train: Path | None = None, test: Path | None = None,
-        mode: Mode = "cold", model: str | None = None) -> Report:
-    """What ``grader eval`` does: a named dataset under its protocol, or ``train`` -> ``test`` files."""
+        mode: Mode = "cold", model: str | None = None, rubric_formula: bool = False) -> Report:
+    """What ``grader eval`` does: a named dataset under its protocol, or ``train`` -> ``test`` files.
+
+    ``rubric_formula``: score with the bank's formula (as bank and tenant rubrics are) instead of the
+    custom-question model."""
     from eval.datasets import load_dataset, load_graded
     from eval.features import extract
     from grader.grader import Grader
@@ -164,17 +178,18 @@ def run(dataset: str | None, data: Path | None = None, train: Path | None = None
         raise InputError("name a dataset (mohler, ads or a file) or give --train FILE --test FILE")
     grader = Grader.from_settings(model=model)
     model_id = grader.embedder.model_id
+    rubric = grader.calibration.score if rubric_formula else None
     if train is not None and test is not None:
         train_set, test_set = load_graded(train), load_graded(test)
         return evaluate_fixed(train_set, extract(grader, train_set), test_set, extract(grader, test_set),
-                              model_id, mode)
+                              model_id, mode, rubric)
     graded = load_dataset(dataset, data)
-    return evaluate(graded, extract(grader, graded), model_id, mode)
+    return evaluate(graded, extract(grader, graded), model_id, mode, rubric=rubric)
 
 
 def render(report: Report, breakdown: int = 20) -> str:
     """Plain-text table: overall, then the folds (or questions), worst first when there are many."""
-    head = f"{report.dataset}: {report.protocol}; {report.mode}, model {report.model}"
+    head = f"{report.dataset}: {report.protocol}; {report.mode}, {report.base}, model {report.model}"
     cells = "{:<22} {:>6} {:>8} {:>8} {:>6} {:>7}"
     lines = [head, cells.format("", "n", "pearson", "spearman", "qwk", "rmse")]
 

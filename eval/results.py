@@ -66,6 +66,10 @@ def build(data: Path | None) -> str:
              "Questions are graded as custom questions (question text + references; key points derived from",
              "reference sentences). Exemplars (warm) are training-fold answers of the same question. QWK is on",
              "the dataset's integer grades (Mohler 0-5, ADS 0-10). Caps for gaming flags are not applied here.",
+             "The \"bank score formula\" rows score the same answers the way bank and tenant rubrics are scored",
+             "(the fixed coverage + reference formula of the bank's calibration, nothing fitted on these data),",
+             "with and without that formula's own exemplar blend: they show what graded exemplars do for a",
+             "platform's rubric questions, for which no human-graded data exist.",
              ""]
     for name, modes in CONFIGS.items():
         graded = load_dataset(name, data)
@@ -79,6 +83,10 @@ def build(data: Path | None) -> str:
                 report = evaluate(graded, table, model, mode, features)
                 reports[(label, mode)] = report
                 lines.append(row(label, "on (training folds)" if mode == "warm" else "off", report))
+        for mode in modes:  # what bank and tenant rubrics get: the fixed formula, and its own exemplar blend
+            report = evaluate(graded, table, model, mode, rubric=grader.calibration.score)
+            lines.append(row("bank score formula (full rubrics)", "on (training folds)" if mode == "warm" else "off",
+                             report))
         lines += ["", "| published / baseline | Pearson r | RMSE |", "|---|---|---|"]
         lines += [f"| {label} | {r} | {rmse} |" for label, r, rmse in PUBLISHED[name]]
         shipped = reports[(ABLATIONS[-1][0], modes[0])]

@@ -450,6 +450,9 @@ def eval_command(
     test: Annotated[Optional[Path], typer.Option(help="... and report on this one.")] = None,  # noqa: UP045
     warm: Annotated[bool, typer.Option("--warm/--cold", help="Use exemplars from training answers of the same "
                                        "question (ads folds split each question's answers).")] = False,
+    rubric_formula: Annotated[bool, typer.Option(
+        "--rubric-formula", help="Score with the bank's formula, as bank and tenant rubrics are, instead of the "
+        "custom-question model (measures the exemplar blend those questions get).")] = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -459,7 +462,7 @@ def eval_command(
 
     def run() -> None:
         with err.status("Computing features (embeddings are cached for the next run)…"):
-            report = run_eval(dataset, data, train, test, "warm" if warm else "cold", model)
+            report = run_eval(dataset, data, train, test, "warm" if warm else "cold", model, rubric_formula)
         out.print_json(data=report.flat()) if as_json else out.print(render_report(report), highlight=False)
 
     _guarded(run)

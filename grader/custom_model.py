@@ -8,8 +8,10 @@ command are in ``grader/calibration/custom-<model>.json``; the trees, which have
 form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
 
 With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
-model: their grades minus the model's own scores for them, weighted by similarity, move the score,
-more so the more exemplars the question has. The blend's numbers are fitted on training folds.
+score: their grades minus the grader's own scores for them, weighted by similarity, move it, more so
+the more exemplars the question has. There are two blends, because the residuals they correct differ:
+``exemplars`` on top of this model (custom questions), ``rubric_exemplars`` on top of the bank's score
+formula (bank and tenant rubrics). Both are fitted on training folds by ``eval.fit_custom``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class CustomModel(BaseModel):
     params: dict[str, float | int | str] = Field(description="HistGradientBoostingRegressor settings, by inner CV.")
     artifact: str = Field(default="", description="joblib file of the fitted regressor, in grader/calibration/.")
     sklearn: str = Field(default="", description="scikit-learn version that wrote the artifact.")
-    exemplars: ExemplarBlend | None = None
+    exemplars: ExemplarBlend | None = Field(default=None, description="Blend over this model's scores.")
+    rubric_exemplars: ExemplarBlend | None = Field(
+        default=None, description="Blend over the bank's score formula, for questions graded with a full rubric.")
     fitted_on: str = ""
     command: str = ""
     cross_validated: dict[str, float] = Field(default_factory=dict)
@@ -123,24 +127,17 @@ def load_custom_model(model_id: str) -> CustomModel | None:
     return model.with_estimator(joblib.load(path.parent / model.artifact))
 
 
-def custom_score(model: CustomModel, store, compiled, prepared, raw: dict, answer_vector: np.ndarray,
-                 calibration) -> tuple[float, str]:
-    """(score 0-10, calibration label) of an answer to a custom question, with exemplars when stored."""
-    from grader.answer_features import feature_vector
-    from grader.exemplars import question_key
-
-    base = model.predict_one(feature_vector(raw, compiled, prepared.text, calibration))
-    label = f"custom-{model_slug(model.model)}.json"
-    key = question_key(compiled.rubric, custom=True)
-    blend = model.exemplars
-    stored = store.all(key) if store is not None and blend is not None else None
+def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float,
+                    answer_vector: np.ndarray) -> tuple[float, int, float] | None:
+    """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars, whose
+    stored base scores are on the same scale as ``base``; None when the question has none."""
+    stored = store.all(key)
     if stored is None:
-        return 10.0 * base, label
+        return None
     vectors, grades, bases = stored
-    residuals = (grades - bases) / 10
     near = store.search(key, answer_vector, blend.k)
     near_residuals = (np.array(near.score) - np.array(near.base)) / 10
-    query = answer_vector.reshape(1, -1)
-    adjusted = blend.apply(np.array([base]), blend.ridge_residual(vectors, residuals, query),
+    adjusted = blend.apply(np.array([base]), blend.ridge_residual(vectors, (grades - bases) / 10,
+                                                                  answer_vector.reshape(1, -1)),
                            blend.knn_residual(np.array(near.similarity), near_residuals), len(grades))
-    return 10.0 * float(adjusted[0]), label + f" + {len(grades)} exemplars"
+    return float(adjusted[0]), len(grades), near.similarity[0]

@@ -3,13 +3,15 @@
 One faiss inner-product index per question and embedding model (vectors are unit length, so inner
 product is cosine), stored under ``<cache dir>/exemplars/<model>/`` with a JSON file beside each
 index holding the grades. Answers to the same question that read alike tend to get alike grades; the
-grader blends the nearest exemplars' grades with its feature model (``grader.custom_model``).
+grader blends the nearest exemplars' grades with its own score (``grader.custom_model``). The CLI keeps
+one store per model; the API keeps each tenant's exemplars apart (``tenant_key``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import faiss
@@ -28,6 +30,21 @@ def question_key(rubric: Rubric, custom: bool) -> str:
         return rubric.id
     text = "\0".join([rubric.question.en, *(r.en for r in rubric.references)])
     return "c-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+_SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*(:[a-z0-9][a-z0-9-]*)?$")
+
+
+def tenant_key(tenant: str, question_id: str) -> str:
+    """A tenant's exemplars of one question (a built-in id or ``BANK:ID``), apart from everybody else's.
+
+    The key is a relative path: tenant, bank and question ids are lower-case letters, digits, '-' and
+    '_', and '.' (in none of them) stands for the colon; anything else is hashed, never a path.
+    """
+    parts = [tenant, question_id.replace(":", ".")]
+    safe = [p if _SAFE_ID.match(p.replace(".", ":", 1)) else "x-" + hashlib.sha256(p.encode()).hexdigest()[:20]
+            for p in parts]
+    return f"tenants/{safe[0]}/{safe[1]}"
 
 
 class Grades(BaseModel):
@@ -97,9 +114,15 @@ class ExemplarStore:
         self._loaded[key] = (index, grades)
         return len(keep)
 
+    def drop(self, key: str) -> None:
+        """Forget every exemplar of question ``key``."""
+        self._loaded.pop(key, None)
+        for path in self._paths(key):
+            path.unlink(missing_ok=True)
+
     def _save(self, key: str, index: faiss.Index, grades: Grades) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         index_path, grades_path = self._paths(key)
+        index_path.parent.mkdir(parents=True, exist_ok=True)
         # write then rename, so a reader never sees an index without its grades
         faiss.write_index(index, str(index_path) + ".tmp")
         grades_path.with_suffix(".tmp").write_text(grades.model_dump_json(), encoding="utf-8")
@@ -126,35 +149,29 @@ class ExemplarStore:
                           score=[grades.scores[r] for r in rows], base=[grades.base[r] for r in rows])
 
 
-def add_graded(grader, items: list[tuple[CustomQuestion, str, float]]) -> dict[str, int]:
-    """Store graded answers (question, answer, human score 0-10) as exemplars; new ones per question key.
+def add_graded(grader, items: list[tuple[str | CustomQuestion | Rubric, str, float]],
+               keys: list[str] | None = None) -> dict[str, int]:
+    """Store graded answers (question, answer, human score 0-10) as exemplars; returns new ones per key.
 
-    Each exemplar keeps the feature model's own score for it, which the blend compares with its grade.
+    ``keys``: where each answer's exemplars go (default: its question's own key). Each exemplar keeps
+    the grader's own score for it (before exemplars and caps), which the blend compares with its grade.
     """
-    from grader.answer_features import feature_vector
-
     if grader.exemplars is None:
         raise GraderError("this grader has no exemplar store (build it with Grader.from_settings)")
-    if grader.custom_model is None:  # the blend corrects the model's own score: without it there is nothing to learn
-        raise GraderError(f"no custom-question model for {grader.embedder.model_id}; fit one with "
-                          "python -m eval.fit_custom before adding exemplars")
-    raws = grader.features_many([(q, a) for q, a, _ in items])
+    for question in {id(q): q for q, _, _ in items}.values():
+        if grader.exemplar_blend(question) is None:  # the blend corrects the grader's own score: none, nothing to learn
+            raise GraderError(f"no exemplar blend for {grader.embedder.model_id}; fit one with "
+                              "python -m eval.fit_custom before adding exemplars")
+    keys = keys or [grader.exemplar_key(q) for q, _, _ in items]
+    bases = grader.unblended_scores([(q, a) for q, a, _ in items])
     groups: dict[str, list[int]] = {}
-    for i, (question, _, _) in enumerate(items):
-        groups.setdefault(question.model_dump_json(), []).append(i)
+    for i, key in enumerate(keys):
+        if bases[i] is not None:
+            groups.setdefault(key, []).append(i)
     added: dict[str, int] = {}
-    for rows in groups.values():
-        rows = [i for i in rows if raws[i] is not None]
-        if not rows:
-            continue
-        compiled = grader.compiled(items[rows[0]][0])
+    for key, rows in groups.items():
+        question = grader.compiled(items[rows[0]][0]).rubric.question.en
         texts = [prepare(items[i][1], grader.max_answer_chars).text for i in rows]
-        base = []
-        for i, text in zip(rows, texts, strict=True):
-            named = feature_vector(raws[i], compiled, text, grader.calibration)
-            base.append(10 * grader.custom_model.predict_one(named))
-        key = question_key(compiled.rubric, custom=True)
-        # two ids with the same question text and references share one index
-        added[key] = added.get(key, 0) + grader.exemplars.add(
-            key, compiled.rubric.question.en, grader.cache.encode(texts), [items[i][2] for i in rows], base, texts)
+        added[key] = grader.exemplars.add(key, question, grader.cache.encode(texts), [items[i][2] for i in rows],
+                                          [bases[i] for i in rows], texts)
     return added

@@ -13,9 +13,10 @@ from typing import Literal
 import numpy as np
 import yaml
 
+from grader.answer_features import feature_vector
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
-from grader.custom_model import custom_score, load_custom_model
+from grader.custom_model import ExemplarBlend, blend_exemplars, load_custom_model
 from grader.detectors import (
     broken_grammar_rate,
     copied_fraction,
@@ -26,13 +27,14 @@ from grader.detectors import (
     token_pairs,
 )
 from grader.embedding import Embedder, EmbeddingCache, get_embedder
-from grader.exemplars import ExemplarStore
+from grader.exemplars import ExemplarStore, question_key
 from grader.feedback import build_feedback
 from grader.judge.base import Judge
 from grader.schema import (
     Bilingual,
     CustomQuestion,
     ErrorResult,
+    ExemplarUse,
     GradeResult,
     JudgeInfo,
     KeyPoint,
@@ -41,7 +43,14 @@ from grader.schema import (
     Rubric,
     Similarity,
 )
-from grader.scoring import CALIBRATION_DIR, Calibration, bank_pack_path, load_anchor_pairs, load_calibration
+from grader.scoring import (
+    CALIBRATION_DIR,
+    Calibration,
+    bank_pack_path,
+    load_anchor_pairs,
+    load_calibration,
+    model_slug,
+)
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
 
@@ -158,17 +167,21 @@ class Grader:
         return self.grade_many([(question, answer, lang)], judge=judge)[0]
 
     def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]],
-                   judge: bool = True) -> list[GradeResult]:
+                   judge: bool = True, exemplar_keys: list[str | None] | None = None) -> list[GradeResult]:
         """Grade several answers with two encoder calls for all of them (answers, then their sentences).
 
         ``judge=False`` leaves a configured judge out of these grades (``judge.status`` says "off").
+        ``exemplar_keys``: per answer, whose graded exemplars may inform it (the API scopes them by
+        tenant; None in the list: none); by default each question's own key in this grader's store.
         """
         judge_used = self.judge if judge else None
         started = time.perf_counter()
         encoded = self._encode([(q, a) for q, a, _ in items])
         elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
         results = []
-        for (_, _, hint), item in zip(items, encoded, strict=True):
+        keys = exemplar_keys if exemplar_keys is not None else [
+            question_key(c.rubric, custom=c.reference_only) for c, *_ in encoded]
+        for (_, _, hint), item, key in zip(items, encoded, keys, strict=True):
             c, p = item[0], item[1]
             if not p.text:
                 empty = self._empty(c, p, elapsed)
@@ -179,7 +192,7 @@ class Grader:
                 results.append(empty)
                 continue
             item_started = time.perf_counter()
-            result = self._score(*item, hint)
+            result = self._score(*item, hint, key)
             if judge_used is not None:
                 result = self._judged(result, c, p)
             spent = elapsed + (time.perf_counter() - item_started) * 1000
@@ -286,43 +299,28 @@ class Grader:
             best[:, owner] = np.maximum(best[:, owner], sims[:, row])
         return best
 
-    def _score(self, c, p: Prepared, answer_vec, segment_vecs, hint: Lang | None) -> GradeResult:
+    def _score(self, c, p: Prepared, answer_vec, segment_vecs, hint: Lang | None,
+               exemplar_key: str | None = None) -> GradeResult:
         cal = self.calibration
         rubric = c.rubric
         f = self.features(c, p, answer_vec, segment_vecs)
-        lang = p.language
-        point_p = cal.point(f["point_probe"], cal.scale(f["point_cos"], lang))
-        weights = np.array([k.weight for k in rubric.key_points])
-        coverage = float((weights * point_p).sum() / weights.sum())
-        reference = float(cal.scale(f["ref_cos"], lang))
-
-        errors: list[ErrorResult] = []
-        if f["claim"].size:
-            claim = cal.scale(f["claim"], lang)
-            margin = claim - cal.scale(f["correction"], lang)
-            probability = cal.misconception(f["claim_probe"], claim, margin, f["lexical"], f["polarity"])
-            for j, misconception in enumerate(rubric.misconceptions):
-                row = int(probability[:, j].argmax())
-                if probability[row, j] >= cal.misconception_flag:
-                    errors.append(ErrorResult(
-                        misconception_id=misconception.id,
-                        claim=misconception.claim.get(p.language),
-                        correction=misconception.correction.get(p.language),
-                        severity=misconception.severity,
-                        evidence=f["candidate_text"][row],
-                        source=[str(s) for s in misconception.sources],
-                    ))
-
+        point_p = self._point_probability(c, p, f)
+        errors = self._errors(c, p, f)
+        reference = float(cal.scale(f["ref_cos"], p.language))
+        coverage = self._coverage(c, point_p)
         flags = self._flags(f, p, reference, coverage, hint)
-        score = cal.final_score(coverage, reference, [e.severity for e in errors])
-        label = cal.label
-        capping = flags
-        if self.custom_model is not None and c.reference_only:
-            score, label = custom_score(self.custom_model, self.exemplars, c, p, f, answer_vec, cal)
-            # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
-            # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
-            capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")]
-        score = round(cal.apply_caps(score, capping), 1)
+        score, label, blend = self._unblended(c, p, f, coverage, reference, errors)
+        # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
+        # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
+        capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
+        used = None
+        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec)
+                 if blend is not None and self.exemplars is not None and exemplar_key else None)
+        if found is not None:
+            adjusted, count, nearest = found
+            used = ExemplarUse(count=count, base_score=round(score, 2), nearest_similarity=round(nearest, 4))
+            score, label = 10.0 * adjusted, f"{label} + {count} exemplars"
+        score = round(cal.apply_caps(score, capping), 1)  # caps bound exemplar-informed scores too
         points = [
             PointResult(
                 id=k.id, text=k.text.get(p.language), weight=k.weight,
@@ -337,11 +335,81 @@ class Grader:
             question_id=rubric.id, score=score,
             similarity=Similarity(cosine=round(f["ref_cos"], 4), euclidean=round(f["ref_dist"], 4),
                                   reference=f["ref_index"]),
-            points=points, errors=errors, flags=flags,
+            points=points, errors=errors, flags=flags, exemplars=used,
             feedback=build_feedback(score, points, errors, flags, p.language),
             model=self.embedder.model_id, calibration=label, language=p.language,
             answer_chars=p.original_chars, graded_chars=len(p.text), timing_ms=0.0,
         )
+
+    def _is_custom(self, c: CompiledQuestion) -> bool:
+        """Scored by the custom-question model (a question given by its references only)."""
+        return self.custom_model is not None and c.reference_only
+
+    def _point_probability(self, c: CompiledQuestion, p: Prepared, f: dict) -> np.ndarray:
+        return self.calibration.point(f["point_probe"], self.calibration.scale(f["point_cos"], p.language))
+
+    @staticmethod
+    def _coverage(c: CompiledQuestion, point_p: np.ndarray) -> float:
+        weights = np.array([k.weight for k in c.rubric.key_points])
+        return float((weights * point_p).sum() / weights.sum())
+
+    def _errors(self, c: CompiledQuestion, p: Prepared, f: dict) -> list[ErrorResult]:
+        """The misconceptions the answer states, each with the sentence that states it."""
+        cal = self.calibration
+        errors: list[ErrorResult] = []
+        if not f["claim"].size:
+            return errors
+        claim = cal.scale(f["claim"], p.language)
+        margin = claim - cal.scale(f["correction"], p.language)
+        probability = cal.misconception(f["claim_probe"], claim, margin, f["lexical"], f["polarity"])
+        for j, misconception in enumerate(c.rubric.misconceptions):
+            row = int(probability[:, j].argmax())
+            if probability[row, j] >= cal.misconception_flag:
+                errors.append(ErrorResult(
+                    misconception_id=misconception.id,
+                    claim=misconception.claim.get(p.language),
+                    correction=misconception.correction.get(p.language),
+                    severity=misconception.severity,
+                    evidence=f["candidate_text"][row],
+                    source=[str(s) for s in misconception.sources],
+                ))
+        return errors
+
+    def _unblended(self, c: CompiledQuestion, p: Prepared, f: dict, coverage: float, reference: float,
+                   errors: list[ErrorResult]) -> tuple[float, str, ExemplarBlend | None]:
+        """(score 0-10 before exemplars and caps, calibration label, the exemplar blend for this kind of question)."""
+        model = self.custom_model
+        if self._is_custom(c):
+            named = feature_vector(f, c, p.text, self.calibration)
+            return 10.0 * model.predict_one(named), f"custom-{model_slug(model.model)}.json", model.exemplars
+        score = self.calibration.final_score(coverage, reference, [e.severity for e in errors])
+        return score, self.calibration.label, model.rubric_exemplars if model is not None else None
+
+    def exemplar_key(self, question: str | CustomQuestion | Rubric) -> str:
+        """Where this question's exemplars are stored when no scope is given (the CLI's own store)."""
+        c = self.compiled(question)
+        return question_key(c.rubric, custom=c.reference_only)
+
+    def exemplar_blend(self, question: str | CustomQuestion | Rubric) -> ExemplarBlend | None:
+        """The blend exemplars of this question would go through (None: exemplars cannot inform it)."""
+        if self.custom_model is None:
+            return None
+        c = self.compiled(question)
+        return self.custom_model.exemplars if self._is_custom(c) else self.custom_model.rubric_exemplars
+
+    def unblended_scores(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[float | None]:
+        """Each answer's score before exemplars and caps, 0-10 (None for an empty answer): what an
+        exemplar keeps beside its human grade, so that the blend learns from the difference."""
+        scores: list[float | None] = []
+        for c, p, answer_vec, segment_vecs in self._encode(items, self.cache.encode):
+            if not p.text:
+                scores.append(None)
+                continue
+            f = self.features(c, p, answer_vec, segment_vecs)
+            coverage = self._coverage(c, self._point_probability(c, p, f))
+            reference = float(self.calibration.scale(f["ref_cos"], p.language))
+            scores.append(self._unblended(c, p, f, coverage, reference, self._errors(c, p, f))[0])
+        return scores
 
     def _flags(self, f: dict, p: Prepared, reference: float, coverage: float, hint: Lang | None) -> list[str]:
         cal = self.calibration

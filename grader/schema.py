@@ -240,6 +240,14 @@ Flag = Literal[
 ]
 
 
+class ExemplarUse(_Strict):
+    """How the question's graded exemplars (a platform's past human grades) moved the score."""
+
+    count: int = Field(ge=1, description="Graded answers stored for this question.")
+    base_score: float = Field(description="The score without exemplars (before caps), 0-10.")
+    nearest_similarity: float = Field(description="Cosine of the most similar graded answer.")
+
+
 class GradeResult(_Strict):
     """What grading one answer yields. The CLI, the API and CSV files all show this model."""
 
@@ -251,6 +259,7 @@ class GradeResult(_Strict):
     flags: list[Flag]
     feedback: str = Field(description="Actionable feedback in the answer's language.")
     judge: JudgeInfo = Field(default_factory=JudgeInfo)
+    exemplars: ExemplarUse | None = Field(default=None, description="Set when graded exemplars informed the score.")
     model: str = Field(description="Embedding model id.")
     calibration: str = Field(description="Which fitted thresholds produced the score.")
     language: Lang

@@ -125,8 +125,8 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     graded += [(question, OFF, 0.0), (question, WEAK, 0.0)]
     assert sum(add_graded(grader, graded).values()) == 5
     warm = grader.grade(question, partial)
-    assert "+ 5 exemplars" in warm.calibration
-    assert warm.score > cold.score
+    assert "+ 5 exemplars" in warm.calibration and warm.exemplars.count == 5
+    assert warm.exemplars.base_score == pytest.approx(cold.score, abs=0.06) and warm.score > cold.score
     heap = CustomQuestion(question="What is a heap?", references=["A tree with the heap order."])
     other = grader.grade(heap, partial)
     other = grader.grade(CustomQuestion(question="What is a heap?", references=["A tree with the heap order."]), WEAK)

@@ -12,6 +12,7 @@ from api.errors import ApiError
 from api.metrics import Metrics
 from api.schemas import BatchGradeRequest, BatchGradeResponse, GradeRequest
 from grader.config import Settings
+from grader.exemplars import tenant_key
 from grader.grader import Grader
 from grader.schema import GradeResult
 
@@ -25,7 +26,9 @@ def _field_error(field: str, message: str, kind: str = "value_error") -> ApiErro
 
 def grading_item(request: GradeRequest, key: ApiKey, db: Database, grader: Grader, settings: Settings,
                  field: str = "body") -> tuple:
-    """(question, answer, lang) for ``Grader.grade_many``, after the limits and the tenant check."""
+    """(question, answer, lang, exemplar key) for the grading service, after the limits and the tenant check.
+
+    Exemplars are the caller tenant's, of questions named by id (an inline question has none)."""
     if len(request.answer) > settings.max_answer_chars:
         raise _field_error(f"{field}.answer", f"the answer has {len(request.answer)} characters; at most "
                            f"{settings.max_answer_chars} are accepted", "string_too_long")
@@ -33,9 +36,10 @@ def grading_item(request: GradeRequest, key: ApiKey, db: Database, grader: Grade
         if request.question.id in grader.bank:
             raise _field_error(f"{field}.question.id", f"{request.question.id!r} is a bank question's id; give the "
                                "inline question another id, or grade against the bank with question_id")
-        return request.question, request.answer, request.lang
-    bank, rubric = banks.resolve(db, grader.bank, key.tenant, request.question_id or "")
-    return banks.gradable(grader.bank, bank, rubric), request.answer, request.lang
+        return request.question, request.answer, request.lang, None
+    question_id = request.question_id or ""
+    bank, rubric = banks.resolve(db, grader.bank, key.tenant, question_id)
+    return banks.gradable(grader.bank, bank, rubric), request.answer, request.lang, tenant_key(key.tenant, question_id)
 
 
 def finish(result: GradeResult, request: GradeRequest, metrics: Metrics, source: str) -> GradeResult:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import banks
+from api import banks, exemplars
 from api.auth import ApiKey
-from api.deps import AuthorKey, DbDep, GradeKey, GraderDep
+from api.deps import AuthorKey, DbDep, GradeKey, GraderDep, ServiceDep
 from api.schemas import ExemplarIn, ExemplarOut, QuestionOut, QuestionPage
+from grader.errors import GraderError
 from grader.schema import Lang, Rubric, Topic
 
 router = APIRouter(prefix="/v1/questions", tags=["questions"])
@@ -49,14 +51,19 @@ def get_question(question_id: str, key: GradeKey, db: DbDep, grader: GraderDep) 
 
 
 @router.post("/{question_id}/exemplars", response_model=ExemplarOut, status_code=201)
-def add_exemplar(question_id: str, body: ExemplarIn, key: AuthorKey, db: DbDep, grader: GraderDep) -> ExemplarOut:
-    """Store a human-graded answer for a question.
-
-    Exemplars are kept (per tenant) for the exemplar index; no exemplar index feeds scoring yet, so
-    ``used_in_scoring`` is false.
-    """
+async def add_exemplar(question_id: str, body: ExemplarIn, key: AuthorKey, db: DbDep,
+                       service: ServiceDep) -> ExemplarOut:
+    """Store a human-graded answer for a question; your later grades of it are informed by its nearest
+    graded answers (your tenant's only). A result says how in its `exemplars` field."""
+    grader = service.grader
     banks.resolve(db, grader.bank, key.tenant, question_id)
-    exemplar_id, created = banks.add_exemplar(db, tenant=key.tenant, question_id=question_id, answer=body.answer,
-                                              score=body.score, lang=body.lang, key_id=key.id)
+    exemplar_id, created = await asyncio.to_thread(
+        banks.add_exemplar, db, tenant=key.tenant, question_id=question_id, answer=body.answer, score=body.score,
+        lang=body.lang, key_id=key.id)
+    detail = None
+    try:  # on the grading thread: indexing grades the answer to learn the grader's own score for it
+        count = await service.run(exemplars.index, grader, db, key.tenant, question_id, [(body.answer, body.score)])
+    except GraderError as exc:
+        detail, count = f"stored, not used: {exc}", 0
     return ExemplarOut(id=exemplar_id, question_id=question_id, score=body.score, lang=body.lang, created_at=created,
-                       used_in_scoring=False)
+                       used_in_scoring=detail is None, exemplars=count, detail=detail)
