@@ -154,15 +154,17 @@ def io_child(source: Path, output: Path, batch_size: int) -> None:
     sys.stdout.write(summary.model_dump_json())
 
 
-def raw_encode_rate(answers: list[str], model: str | None, batch_size: int) -> dict:
+def raw_encode_rate(answers: list[str], model: str | None) -> dict:
     """Answers per second of a plain SentenceTransformer.encode call (the same model and prompt the
     grader uses), and how many texts the grader encodes per answer (the answer plus its sentences)."""
     from grader.embedding import get_embedder
     from grader.text import prepare
 
     settings = get_settings()
-    embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device)
+    embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
+                            settings.encode_batch_size)
     st_model = embedder.model  # type: ignore[attr-defined]
+    batch_size = embedder.batch_size  # type: ignore[attr-defined] - the grader's own forward-pass size
     st_model.encode(answers[:32], prompt=embedder.prompt, batch_size=batch_size)  # warm up
     started = time.perf_counter()
     st_model.encode(answers, prompt=embedder.prompt, batch_size=batch_size, normalize_embeddings=True,
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             numbers["batch"].append(run_batch(source, workdir / f"bench_{rows}.graded.csv", args.batch_size,
                                               args.model) | {"rows": rows})
         sample = [pool[i % len(pool)]["answer"] for i in range(min(args.encode_sample, max(args.rows)))]
-        encode = raw_encode_rate(sample, args.model, 32)
+        encode = raw_encode_rate(sample, args.model)
         numbers["encode"] = encode
         say(f"raw SentenceTransformer.encode: {encode['answers_per_s']} answers/s over {encode['answers']} answers "
             f"(the grader encodes {encode['texts_per_answer']} texts per answer: the answer and its sentences)")

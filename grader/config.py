@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="Any sentence-transformers model name or local path; the default ships offline.",
     )
     device: str = "cpu"
+    encode_batch_size: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Texts per forward pass of the embedding model; default 8 on CPU, 32 elsewhere. On CPU a "
+                    "big batch pads every text to its longest one: 8 ran 1.2-1.5x faster than 32 over samples "
+                    "of the development answers on 2 cores.",
+    )
     bank_dir: Path = REPO_ROOT / "rubrics"
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     max_answer_chars: int = Field(default=6000, ge=200)

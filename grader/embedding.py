@@ -184,6 +184,9 @@ class EmbeddingCache:
             self._db.commit()
 
 
-def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu") -> Embedder:
-    """The embedder for a model name or path (see ``SentenceTransformerEmbedder``)."""
-    return SentenceTransformerEmbedder(name_or_path, cache_dir=cache_dir, device=device)
+def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int | None = None) -> Embedder:
+    """The embedder for a model name or path (see ``SentenceTransformerEmbedder``); ``batch_size`` None
+    picks 8 on CPU (less padding waste) and 32 on an accelerator."""
+    if batch_size is None:
+        batch_size = 8 if device == "cpu" else 32
+    return SentenceTransformerEmbedder(name_or_path, cache_dir=cache_dir, device=device, batch_size=batch_size)

@@ -118,7 +118,8 @@ class Grader:
         from grader.judge import judge_from_settings
 
         settings = settings or get_settings()
-        embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device)
+        embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
+                                settings.encode_batch_size)
         return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
                    max_answer_chars=settings.max_answer_chars,
                    judge=judge_from_settings(settings) if judge == "settings" else judge,
