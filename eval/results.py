@@ -107,6 +107,11 @@ TRIED = [
     "Exemplar blends by inner CV: plain softmax-kNN residual only, ADS warm r 0.728; per-question ridge on "
     "answer embeddings of residuals, 0.766 (linear base); both (shipped), 0.753 with the trees as base.",
     "Gradient-boosting settings (100 trees/8 leaves vs 200/depth 3): within 0.002 r on Mohler and ADS cold.",
+    "Exemplar blends fitted on full training-fold pools only chose prior 0-10; fitted also on pools cut to 10 "
+    "and 3 answers per question (shipped), both blends chose prior 3, so two or three grades cannot move "
+    "every answer; ADS warm r 0.753 -> 0.754 (custom model), 0.741 -> 0.738 (bank formula).",
+    "Per-question ridge of residuals on character 1-3-gram TF-IDF of the answers (instead of, or beside, the "
+    "embeddings): ADS warm r 0.749 / 0.751 against 0.753; not shipped.",
 ]
 
 

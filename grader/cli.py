@@ -117,10 +117,15 @@ def render(result: GradeResult, console: Console = out) -> None:
     console.print(result.feedback.split("\n", 1)[-1] if result.errors or result.points else result.feedback,
                   style="dim", highlight=False)
     judge = result.judge
-    if judge.status != "off":
+    if judge.status != "off" or judge.detail:  # "off" with a detail: configured, but not asked (an empty answer)
         colour = "green" if judge.used else "yellow"
         console.print(f"judge ({judge.backend} {judge.model}): [{colour}]{judge.status}[/]"
-                      + (f" — {judge.detail}" if judge.detail else "") + f"\n  {judge.combination}", highlight=False)
+                      + (f" — {judge.detail}" if judge.detail else "")
+                      + (f"\n  {judge.combination}" if judge.combination else ""), highlight=False)
+    if result.exemplars:
+        used = result.exemplars
+        console.print(f"exemplars: {used.count} graded answers of this question moved the score from "
+                      f"{used.base_score:.1f} (nearest similarity {used.nearest_similarity:.2f})", highlight=False)
 
 
 @app.command()
