@@ -10,9 +10,11 @@ from fastapi import APIRouter, Query
 from api import banks, exemplars
 from api.auth import ApiKey
 from api.deps import AuthorKey, DbDep, GradeKey, GraderDep, ServiceDep
+from api.errors import ApiError
 from api.schemas import ExemplarIn, ExemplarOut, QuestionOut, QuestionPage
 from grader.errors import GraderError
 from grader.schema import Lang, Rubric, Topic
+from grader.text import prepare
 
 router = APIRouter(prefix="/v1/questions", tags=["questions"])
 
@@ -57,6 +59,9 @@ async def add_exemplar(question_id: str, body: ExemplarIn, key: AuthorKey, db: D
     graded answers (your tenant's only). A result says how in its `exemplars` field."""
     grader = service.grader
     banks.resolve(db, grader.bank, key.tenant, question_id)
+    if not prepare(body.answer, grader.max_answer_chars).text:
+        raise ApiError(422, "the answer holds nothing to grade once markup and control characters are removed",
+                       details=[{"field": "body.answer", "message": "nothing to grade", "type": "value_error"}])
     exemplar_id, created = await asyncio.to_thread(
         banks.add_exemplar, db, tenant=key.tenant, question_id=question_id, answer=body.answer, score=body.score,
         lang=body.lang, key_id=key.id)
