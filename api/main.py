@@ -36,7 +36,7 @@ def _load(settings: Settings):
     # the API's exemplar index is derived from its database, so it lives beside it (not in the cache a CLI
     # shares): a new database starts with no exemplars, and a lost index is rebuilt from the database
     database = sqlite_path(settings.api_database_url)
-    grader.exemplars = ExemplarStore(database.with_name(database.name + ".exemplars"), grader.embedder.model_id,
+    grader.exemplars = ExemplarStore(database.with_name(database.name + ".exemplars"), grader.embedder.vector_id,
                                      grader.embedder.dim)
     return grader
 

@@ -162,7 +162,7 @@ def raw_encode_rate(answers: list[str], model: str | None) -> dict:
 
     settings = get_settings()
     embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
-                            settings.encode_batch_size)
+                            settings.encode_batch_size, settings.backend)
     st_model = embedder.model  # type: ignore[attr-defined]
     batch_size = embedder.batch_size  # type: ignore[attr-defined] - the grader's own forward-pass size
     st_model.encode(answers[:32], prompt=embedder.prompt, batch_size=batch_size)  # warm up

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     texts += [t for pairs in load_anchor_pairs().values() for pair in pairs for t in pair]
     texts += yaml.safe_load((CALIBRATION_DIR / "injection_prototypes.yaml").read_text("utf-8"))
     path = bank_pack_path(grader.embedder.model_id)
-    probes = [c.probe_key(grader.embedder.model_id, grader._unrelated_texts) for c in grader._compiled.values()]
+    probes = [c.probe_key(grader.embedder.vector_id, grader._unrelated_texts) for c in grader._compiled.values()]
     grader.cache.save_pack(texts, probes, path)
     print(f"{len(set(texts))} vectors -> {path} ({path.stat().st_size / 1e6:.1f} MB)")  # noqa: T201
     return 0

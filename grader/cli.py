@@ -497,7 +497,15 @@ def exemplars_add(
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        get_settings()  # a bad GRADER_* variable is named here, before any command starts
+    except ValidationError as exc:
+        problems = "; ".join(f"GRADER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        err.print(f"[bold red]error:[/] invalid setting: {problems}", highlight=False)
+        raise SystemExit(2) from None
     app()
 
 

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grader.onnx_backend import Backend
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
         description="Any sentence-transformers model name or local path; the default ships offline.",
     )
     device: str = "cpu"
+    backend: Backend = Field(
+        default="torch",
+        description="What runs the embedding model's forward pass: torch, onnx (ONNX Runtime, the same vectors) "
+                    "or onnx-int8 (int8 weights, faster, slightly different vectors); ONNX needs '.[onnx]'.",
+    )
     encode_batch_size: int | None = Field(
         default=None, ge=1, le=1024,
         description="Texts per forward pass of the embedding model; default 8 on CPU, 32 elsewhere. On CPU a "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -18,13 +19,15 @@ import numpy as np
 
 from grader.errors import ModelUnavailable
 from grader.offline_models import E5_ALIAS, MINILM_ALIAS, e5_small_dir, minilm_dir
+from grader.onnx_backend import INT8, Backend
 
 log = logging.getLogger(__name__)
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    model_id: str
+    model_id: str  # what calibrations and results name
+    vector_id: str  # what cached vectors are keyed by: the model id, plus a backend that changes them
     dim: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -41,10 +44,15 @@ class SentenceTransformerEmbedder:
         cache_dir: where converted offline models are kept.
     """
 
-    def __init__(self, name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int = 32,
+                 backend: Backend = "torch"):
         from sentence_transformers import SentenceTransformer
 
         self.model_id = name_or_path
+        # ONNX in float32 computes the same vectors as torch (cosine 1.00000 on the development answers), so
+        # it shares torch's cache and shipped pack; int8 moves them, so its vectors are kept apart
+        self.vector_id = f"{name_or_path}@onnx-{INT8}" if backend == "onnx-int8" else name_or_path
+        self.backend = backend
         folder = resolve_model(name_or_path, cache_dir)
         try:
             self.model = SentenceTransformer(str(folder), device=device)
@@ -56,6 +64,12 @@ class SentenceTransformerEmbedder:
         self.dim = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         self.prompt = self._symmetric_prompt()
+        self._onnx = None
+        if backend != "torch":
+            from grader.onnx_backend import OnnxEncoder
+
+            slug = re.sub(r"[^a-z0-9]+", "-", str(folder).rstrip("/").split("/")[-1].lower())
+            self._onnx = OnnxEncoder(self.model, Path(cache_dir) / "onnx" / slug, backend)
 
     def _symmetric_prompt(self) -> str | None:
         """e5 models expect ``query: `` on both sides of a symmetric comparison."""
@@ -67,6 +81,8 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(list(texts), self.prompt, self.batch_size)
         vectors = self.model.encode(
             list(texts),
             prompt=self.prompt,
@@ -113,7 +129,7 @@ class EmbeddingCache:
         self._db.commit()
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.embedder.model_id}\0{text}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.embedder.vector_id}\0{text}".encode()).hexdigest()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Like ``Embedder.encode``, but only texts never seen with this model are computed."""
@@ -184,9 +200,13 @@ class EmbeddingCache:
             self._db.commit()
 
 
-def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int | None = None) -> Embedder:
+def get_embedder(name_or_path: str, cache_dir: Path, device: str = "cpu", batch_size: int | None = None,
+                 backend: Backend = "torch") -> Embedder:
     """The embedder for a model name or path (see ``SentenceTransformerEmbedder``); ``batch_size`` None
     picks 8 on CPU (less padding waste) and 32 on an accelerator."""
     if batch_size is None:
         batch_size = 8 if device == "cpu" else 32
-    return SentenceTransformerEmbedder(name_or_path, cache_dir=cache_dir, device=device, batch_size=batch_size)
+    if backend != "torch" and device != "cpu":
+        raise ModelUnavailable(f"GRADER_BACKEND={backend} runs on the CPU; use GRADER_DEVICE=cpu or the torch backend")
+    return SentenceTransformerEmbedder(name_or_path, cache_dir=cache_dir, device=device, batch_size=batch_size,
+                                       backend=backend)

@@ -119,12 +119,12 @@ class Grader:
 
         settings = settings or get_settings()
         embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
-                                settings.encode_batch_size)
+                                settings.encode_batch_size, settings.backend)
         return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
                    max_answer_chars=settings.max_answer_chars,
                    judge=judge_from_settings(settings) if judge == "settings" else judge,
                    judge_band=settings.judge_band,
-                   exemplars=ExemplarStore(settings.cache_dir, embedder.model_id, embedder.dim))
+                   exemplars=ExemplarStore(settings.cache_dir, embedder.vector_id, embedder.dim))
 
     def _compile(self, rubrics: list[Rubric]) -> list[CompiledQuestion]:
         compiled = [CompiledQuestion.build(r) for r in rubrics]
@@ -135,7 +135,7 @@ class Grader:
             for rows in c.all_rows():
                 rows.vectors = vectors[start : start + len(rows.texts)]
                 start += len(rows.texts)
-            key = c.probe_key(self.embedder.model_id, self._unrelated_texts)
+            key = c.probe_key(self.embedder.vector_id, self._unrelated_texts)
             blob = self.cache.get_blob(key)
             if blob is None:
                 c.fit_probes(self._unrelated)
@@ -214,15 +214,20 @@ class Grader:
         encode = encode or self.embedder.encode
         # Whole answers and their sentences go in separate calls: in one batch every short sentence
         # would be padded to the whole answer's length, which made one answer cost ~10 raw encodes.
+        # A one-sentence answer is its own only sentence: it is encoded once.
         answer_vectors = iter(encode([p.text for p in prepared if p.text]))
-        segment_vectors = encode([s for p in prepared if p.text for s in p.segments])
+        segment_vectors = encode([s for p in prepared if p.text and p.segments != [p.text] for s in p.segments])
         encoded = []
         start = 0
         for c, p in zip(compiled, prepared, strict=True):
             if not p.text:
                 encoded.append((c, p, None, None))
                 continue
-            encoded.append((c, p, next(answer_vectors), segment_vectors[start : start + len(p.segments)]))
+            answer_vector = next(answer_vectors)
+            if p.segments == [p.text]:
+                encoded.append((c, p, answer_vector, answer_vector[None, :]))
+                continue
+            encoded.append((c, p, answer_vector, segment_vectors[start : start + len(p.segments)]))
             start += len(p.segments)
         return encoded
 

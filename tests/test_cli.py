@@ -29,6 +29,13 @@ def test_unknown_question_exits_2_with_suggestions(cli_env):
     assert "scaling-sqrt-dk" in done.stderr.decode()
 
 
+def test_a_bad_setting_is_named_before_anything_loads(cli_env):
+    done = run(["grade", "--question", "multihead-why", "--answer", "x"], {**cli_env, "GRADER_BACKEND": "tpu"})
+    assert done.returncode == 2
+    assert "GRADER_BACKEND" in done.stderr.decode() and "onnx-int8" in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()
+
+
 def test_non_utf8_answer_file_is_named(cli_env, tmp_path):
     path = tmp_path / "answer.txt"
     path.write_bytes("注意力".encode("gbk"))

@@ -7,7 +7,7 @@ from grader.scoring import load_calibration
 class CountingEmbedder:
     def __init__(self, inner, model_id=None):
         self.inner, self.calls = inner, []
-        self.model_id = model_id or inner.model_id
+        self.model_id = self.vector_id = model_id or inner.model_id
         self.dim = inner.dim
 
     def encode(self, texts):
@@ -80,3 +80,22 @@ def test_the_shipped_bank_pack_is_current(grader):
     sample = texts[:4]
     np.testing.assert_allclose(np.stack([shipped[grader.cache._key(t)] for t in sample]),
                                grader.embedder.encode(sample), atol=3e-3)
+
+
+def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
+    """ONNX float32 computes torch's vectors (so it shares their cache); int8 moves them a little and is
+    kept apart; the exported files are written once and reused."""
+    texts = ["多头注意力让模型在不同子空间关注不同位置。", "Scaling by the square root of d_k keeps the softmax from "
+             "saturating.", "ok", "A longer answer. " * 40]
+    reference = embedder.encode(texts)
+    onnx = get_embedder("multilingual-e5-small", cache_dir, backend="onnx")
+    assert onnx.vector_id == embedder.vector_id
+    np.testing.assert_allclose((reference * onnx.encode(texts)).sum(1), 1.0, atol=1e-4)
+    exported = sorted((cache_dir / "onnx").glob("*/model.onnx"))
+    assert len(exported) == 1
+    written = exported[0].stat().st_mtime_ns
+    int8 = get_embedder("multilingual-e5-small", cache_dir, backend="onnx-int8")
+    assert int8.vector_id != embedder.vector_id and exported[0].stat().st_mtime_ns == written
+    similarity = (reference * int8.encode(texts)).sum(1)
+    assert 0.95 < similarity.min() and similarity.max() < 0.9999, similarity
+    assert EmbeddingCache(int8, tmp_path)._key("x") != EmbeddingCache(onnx, tmp_path)._key("x")

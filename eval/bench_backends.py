@@ -1,0 +1,80 @@
+"""Embedding backends side by side: speed and score agreement with PyTorch (``GRADER_BACKEND``).
+
+    python -m eval.bench_backends [--answers 150] [--backends torch onnx onnx-int8]
+
+For each backend, on the same machine and answers: raw encode throughput of the answers (the
+backend's forward pass alone), grader throughput (``grade_many``), and the largest and mean absolute
+score difference from PyTorch on answers from each evaluation set (Mohler and ADS, graded as custom
+questions; the development set, graded against the bank). Rubric vectors are computed once per
+backend (int8 keeps its own cache entries), so the first int8 run also embeds the bank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from eval.datasets import load_dataset
+from eval.features import custom_question
+from eval.fit_calibration import load_devset
+from grader.config import REPO_ROOT, get_settings
+from grader.grader import Grader
+
+
+def _sample(rows: list, n: int) -> list:
+    return rows[:: max(len(rows) // n, 1)][:n]
+
+
+def answer_sets(n: int) -> dict[str, list[tuple]]:
+    sets = {name: [(custom_question(r), r.answer, None) for r in _sample(load_dataset(name).records, n)]
+            for name in ("mohler", "ads")}
+    bank = load_devset([str(REPO_ROOT / "eval/devset/*.jsonl")])
+    sets["devset (bank)"] = [(r["question_id"], r["answer"], None) for r in _sample(bank, n)]
+    return sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--answers", type=int, default=150, help="answers per evaluation set")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "onnx-int8"])
+    args = parser.parse_args(argv)
+    sets = answer_sets(args.answers)
+    everything = [item for items in sets.values() for item in items]
+    answers = [answer for _, answer, _ in everything]
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    speed: dict[str, tuple[float, float]] = {}
+    for backend in args.backends:
+        settings = get_settings().model_copy(update={"backend": backend})
+        grader = Grader.from_settings(settings, judge=None)
+        grader.grade_many(everything[:4])
+        grader.embedder.encode(answers[:4])
+        started = time.perf_counter()
+        grader.embedder.encode(answers)
+        raw = len(answers) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        results = grader.grade_many(everything)
+        graded = len(answers) / (time.perf_counter() - started)
+        speed[backend] = (raw, graded)
+        flat = np.array([r.score for r in results])
+        scores[backend], start = {}, 0
+        for name, items in sets.items():
+            scores[backend][name] = flat[start : start + len(items)]
+            start += len(items)
+        del grader
+    base = args.backends[0]
+    print(f"{len(answers)} answers ({args.answers} per set); agreement against {base}")  # noqa: T201
+    print("| backend | raw encode | grader | vs " + base + " (raw) | "  # noqa: T201
+          + " | ".join(f"{name}: max / mean abs diff" for name in sets) + " |")
+    print("|---" * (4 + len(sets)) + "|")  # noqa: T201
+    for backend in args.backends:
+        raw, graded = speed[backend]
+        diffs = [np.abs(scores[backend][name] - scores[base][name]) for name in sets]
+        print(f"| {backend} | {raw:.2f}/s | {graded:.2f}/s | {raw / speed[base][0]:.2f}x | "  # noqa: T201
+              + " | ".join(f"{d.max():.2f} / {d.mean():.3f}" for d in diffs) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
