@@ -2,8 +2,9 @@
 
 Each tenant's exemplars live under their own keys (``grader.exemplars.tenant_key``), so one platform's
 grades never move another's scores. The index is derived data: ``sync`` rebuilds whatever the database
-holds and the index lacks (a wiped cache, a crash between the two writes), and a rubric that changes
-gets its index rebuilt, because the scores its exemplars keep beside their grades were the old rubric's.
+holds and the index lacks (a wiped cache, a crash between the two writes, a new calibration or bank
+release), and a rubric that changes gets its index rebuilt, because the scores its exemplars keep
+beside their grades were the old rubric's.
 """
 
 from __future__ import annotations
@@ -37,14 +38,19 @@ def rebuild(grader, db: Database, tenant: str, question_id: str) -> int:
 
 
 def sync(grader, db: Database) -> int:
-    """Index every stored exemplar the index lacks; returns how many questions were re-indexed."""
+    """Index every stored exemplar the index lacks, and re-index those scored under an earlier calibration
+    or rubric; returns how many questions were (re-)indexed."""
     done = 0
     for tenant, question_id in banks.exemplar_questions(db):
         rows = banks.exemplar_rows(db, tenant, question_id)
-        if grader.exemplars.count(tenant_key(tenant, question_id)) >= len({a.strip() for a, _ in rows}):
-            continue
+        key = tenant_key(tenant, question_id)
         try:
-            index(grader, db, tenant, question_id, rows)
+            bank_name, rubric = banks.resolve(db, grader.bank, tenant, question_id)
+            current = grader.scoring_basis(banks.gradable(grader.bank, bank_name, rubric))
+            if grader.exemplars.count(key) >= len({a.strip() for a, _ in rows}) and \
+                    grader.exemplars.basis(key) == current:
+                continue
+            index(grader, db, tenant, question_id, rows)  # a stale basis is dropped by the store first
             done += 1
         except UnknownQuestion as exc:  # a built-in question gone from the bank since
             log.warning("exemplars of %s (tenant %s) not indexed: %s", question_id, tenant, exc)

@@ -16,6 +16,7 @@ formula (bank and tenant rubrics). Both are fitted on training folds by ``eval.f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -85,6 +86,7 @@ class CustomModel(BaseModel):
     command: str = ""
     cross_validated: dict[str, float] = Field(default_factory=dict)
     _estimator: Any = PrivateAttr(default=None)
+    _artifact_digest: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _consistent(self) -> CustomModel:
@@ -95,9 +97,13 @@ class CustomModel(BaseModel):
             raise ValueError("monotone must follow grader.answer_features.MONOTONE for the listed features")
         return self
 
-    def with_estimator(self, estimator: Any) -> CustomModel:
-        self._estimator = estimator
+    def with_estimator(self, estimator: Any, artifact_digest: str = "") -> CustomModel:
+        self._estimator, self._artifact_digest = estimator, artifact_digest
         return self
+
+    def fingerprint(self) -> str:
+        """Changes whenever a refit changes the settings or the trees."""
+        return hashlib.sha256(f"{self.model_dump_json()}\0{self._artifact_digest}".encode()).hexdigest()
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Scores on the 0-1 scale for an (n, len(FEATURES)) table in ``FEATURES`` order."""
@@ -124,15 +130,20 @@ def load_custom_model(model_id: str) -> CustomModel | None:
     if model.sklearn != sklearn.__version__:
         log.warning("%s was written with scikit-learn %s, running %s; refit with python -m eval.fit_custom",
                     path.name, model.sklearn, sklearn.__version__)
-    return model.with_estimator(joblib.load(path.parent / model.artifact))
+    artifact = path.parent / model.artifact
+    return model.with_estimator(joblib.load(artifact), hashlib.sha256(artifact.read_bytes()).hexdigest())
 
 
-def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float,
-                    answer_vector: np.ndarray) -> tuple[float, int, float] | None:
-    """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars, whose
-    stored base scores are on the same scale as ``base``; None when the question has none."""
+def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer_vector: np.ndarray,
+                    basis: str) -> tuple[float, int, float] | None:
+    """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars; None
+    when it has none, or only exemplars scored under another ``basis`` (their residuals would be wrong)."""
     stored = store.all(key)
     if stored is None:
+        return None
+    if store.basis(key) != basis:
+        log.warning("exemplars of %s were scored under an earlier calibration or rubric and are not used; "
+                    "add them again (the API re-indexes them at start-up)", key)
         return None
     vectors, grades, bases = stored
     near = store.search(key, answer_vector, blend.k)

@@ -10,6 +10,7 @@ one store per model; the API keeps each tenant's exemplars apart (``tenant_key``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,8 @@ from grader.errors import GraderError
 from grader.schema import CustomQuestion, Rubric
 from grader.scoring import model_slug
 from grader.text import prepare
+
+log = logging.getLogger(__name__)
 
 
 def question_key(rubric: Rubric, custom: bool) -> str:
@@ -55,6 +58,7 @@ class Grades(BaseModel):
     scores: list[float] = Field(default_factory=list, description="Human scores, 0-10.")
     base: list[float] = Field(default_factory=list, description="The feature model's score when added, 0-10.")
     digests: list[str] = Field(default_factory=list, description="Answer hashes; re-adding an answer is a no-op.")
+    basis: str = Field(default="", description="What the base scores were computed under (Grader.scoring_basis).")
 
 
 class Neighbours(BaseModel):
@@ -94,10 +98,20 @@ class ExemplarStore:
         found = self._get(key)
         return found[0].ntotal if found else 0
 
+    def basis(self, key: str) -> str | None:
+        """The scoring basis question ``key``'s exemplars were scored under (None: it has none)."""
+        found = self._get(key)
+        return found[1].basis if found and found[0].ntotal else None
+
     def add(self, key: str, question: str, vectors: np.ndarray, scores: list[float], base: list[float],
-            answers: list[str]) -> int:
-        """Add graded answers (scores 0-10); returns how many were new."""
-        index, grades = self._get(key) or (faiss.IndexFlatIP(self.dim), Grades(question=question))
+            answers: list[str], basis: str = "") -> int:
+        """Add graded answers (scores 0-10, the grader's own ``base`` scores under ``basis``); returns how
+        many were new. Exemplars scored under another basis are dropped first: their residuals would
+        compare a grade with a score the grader no longer gives."""
+        if self.basis(key) not in (None, basis):
+            log.warning("exemplars of %s were scored under an earlier calibration or rubric; starting afresh", key)
+            self.drop(key)
+        index, grades = self._get(key) or (faiss.IndexFlatIP(self.dim), Grades(question=question, basis=basis))
         seen = set(grades.digests)
         keep = []
         for i, answer in enumerate(answers):
@@ -173,5 +187,6 @@ def add_graded(grader, items: list[tuple[str | CustomQuestion | Rubric, str, flo
         question = grader.compiled(items[rows[0]][0]).rubric.question.en
         texts = [prepare(items[i][1], grader.max_answer_chars).text for i in rows]
         added[key] = grader.exemplars.add(key, question, grader.cache.encode(texts), [items[i][2] for i in rows],
-                                          [bases[i] for i in rows], texts)
+                                          [bases[i] for i in rows], texts,
+                                          basis=grader.scoring_basis(items[rows[0]][0]))
     return added

@@ -6,6 +6,7 @@ precomputed matrices -> detect gaming -> score with the fitted calibration -> fe
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,9 @@ class Grader:
         self.calibration = calibration or load_calibration(embedder.model_id, self.cache.encode)
         self.max_answer_chars = max_answer_chars
         self.custom_model = load_custom_model(embedder.model_id)  # None: custom questions use the bank's
+        self._scoring_digest = hashlib.sha256("\0".join([
+            self.calibration.model_dump_json(), embedder.vector_id,
+            self.custom_model.fingerprint() if self.custom_model else ""]).encode()).hexdigest()
         self.exemplars = exemplars
         self._unrelated_texts = [b for _, b in load_anchor_pairs()["unrelated"]]
         self._unrelated = self.cache.encode(self._unrelated_texts)
@@ -320,7 +324,7 @@ class Grader:
         # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
         capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
         used = None
-        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec)
+        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec, self._basis(c))
                  if blend is not None and self.exemplars is not None and exemplar_key else None)
         if found is not None:
             adjusted, count, nearest = found
@@ -390,6 +394,16 @@ class Grader:
             return 10.0 * model.predict_one(named), f"custom-{model_slug(model.model)}.json", model.exemplars
         score = self.calibration.final_score(coverage, reference, [e.severity for e in errors])
         return score, self.calibration.label, model.rubric_exemplars if model is not None else None
+
+    def _basis(self, c: CompiledQuestion) -> str:
+        digest = hashlib.sha256(self._scoring_digest.encode())
+        digest.update(f"{c.reference_only}\0{c.rubric.model_dump_json()}".encode())
+        return digest.hexdigest()[:20]
+
+    def scoring_basis(self, question: str | CustomQuestion | Rubric) -> str:
+        """What an answer's score before exemplars depends on (calibration, custom-question model, the
+        question's rubric). Exemplars keep it beside their base scores; under another basis they are stale."""
+        return self._basis(self.compiled(question))
 
     def exemplar_key(self, question: str | CustomQuestion | Rubric) -> str:
         """Where this question's exemplars are stored when no scope is given (the CLI's own store)."""

@@ -129,5 +129,11 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     assert warm.exemplars.base_score == pytest.approx(cold.score, abs=0.06) and warm.score > cold.score
     heap = CustomQuestion(question="What is a heap?", references=["A tree with the heap order."])
     other = grader.grade(heap, partial)
-    other = grader.grade(CustomQuestion(question="What is a heap?", references=["A tree with the heap order."]), WEAK)
-    assert "exemplars" not in other.calibration  # exemplars belong to their own question only
+    assert other.exemplars is None and "exemplars" not in other.calibration  # their own question only
+
+    # after a refit their stored base scores are stale: they are left out until added again
+    monkeypatch.setattr(grader, "_scoring_digest", "a refitted calibration")
+    stale = grader.grade(question, partial)
+    assert stale.exemplars is None and stale.score == cold.score
+    assert sum(add_graded(grader, graded[:2]).values()) == 2  # the stale ones are dropped, not mixed in
+    assert grader.grade(question, partial).exemplars.count == 2
