@@ -112,6 +112,9 @@ TRIED = [
     "every answer; ADS warm r 0.753 -> 0.754 (custom model), 0.741 -> 0.738 (bank formula).",
     "Per-question ridge of residuals on character 1-3-gram TF-IDF of the answers (instead of, or beside, the "
     "embeddings): ADS warm r 0.749 / 0.751 against 0.753; not shipped.",
+    "A second-stage model (trees) over the base score, the features and exemplar-derived ones (softmax-kNN grade, "
+    "best similarity and word-overlap F1 to high- and low-graded exemplars, grade of the lexically nearest "
+    "exemplars; training rows' from the other training rows): ADS warm r 0.725 against 0.753; not shipped.",
 ]
 
 
