@@ -52,7 +52,6 @@ class SentenceTransformerEmbedder:
         # ONNX in float32 computes the same vectors as torch (cosine 1.00000 on the development answers), so
         # it shares torch's cache and shipped pack; int8 moves them, so its vectors are kept apart
         self.vector_id = f"{name_or_path}@onnx-{INT8}" if backend == "onnx-int8" else name_or_path
-        self.backend = backend
         folder = resolve_model(name_or_path, cache_dir)
         try:
             self.model = SentenceTransformer(str(folder), device=device)

@@ -347,7 +347,7 @@ class Grader:
                                   reference=f["ref_index"]),
             points=points, errors=errors, flags=flags, exemplars=used,
             feedback=build_feedback(score, points, errors, flags, p.language),
-            model=self.embedder.model_id, calibration=label, language=p.language,
+            model=self.embedder.vector_id, calibration=label, language=p.language,
             answer_chars=p.original_chars, graded_chars=len(p.text), timing_ms=0.0,
         )
 
@@ -473,7 +473,7 @@ class Grader:
             similarity=Similarity(cosine=0.0, euclidean=float(np.sqrt(2)), reference=0),
             points=points, errors=[], flags=["empty"],
             feedback=build_feedback(0.0, points, [], ["empty"], lang),
-            model=self.embedder.model_id, calibration=self.calibration.label, language=lang,
+            model=self.embedder.vector_id, calibration=self.calibration.label, language=lang,
             answer_chars=p.original_chars, graded_chars=0, timing_ms=round(elapsed, 2),
         )
 

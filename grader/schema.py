@@ -260,7 +260,7 @@ class GradeResult(_Strict):
     feedback: str = Field(description="Actionable feedback in the answer's language.")
     judge: JudgeInfo = Field(default_factory=JudgeInfo)
     exemplars: ExemplarUse | None = Field(default=None, description="Set when graded exemplars informed the score.")
-    model: str = Field(description="Embedding model id.")
+    model: str = Field(description="Embedding model id (with the backend when it changes the vectors: int8).")
     calibration: str = Field(description="Which fitted thresholds produced the score.")
     language: Lang
     answer_chars: int = Field(description="Length of the answer as received.")
