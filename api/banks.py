@@ -85,6 +85,20 @@ def add_exemplar(db: Database, *, tenant: str, question_id: str, answer: str, sc
     return int(cursor.lastrowid or 0), now
 
 
+def list_exemplars(db: Database, tenant: str, question_id: str) -> list[dict]:
+    rows = db.query("SELECT id, answer, score, lang, created_at FROM exemplars WHERE tenant = ? AND question_id = ? "
+                    "ORDER BY id", (tenant, question_id))
+    return [dict(row) for row in rows]
+
+
+def delete_exemplar(db: Database, tenant: str, question_id: str, exemplar_id: int) -> None:
+    with db.transaction() as conn:
+        deleted = conn.execute("DELETE FROM exemplars WHERE tenant = ? AND question_id = ? AND id = ?",
+                               (tenant, question_id, exemplar_id)).rowcount
+    if not deleted:
+        raise ApiError(404, f"no exemplar {exemplar_id} of {question_id} in your tenant")
+
+
 def exemplar_rows(db: Database, tenant: str, question_id: str) -> list[tuple[str, float]]:
     rows = db.query("SELECT answer, score FROM exemplars WHERE tenant = ? AND question_id = ? ORDER BY id",
                     (tenant, question_id))

@@ -77,6 +77,23 @@ class ExemplarOut(BaseModel):
     detail: str | None = Field(default=None, description="Why the exemplar is stored but not used, when it is not.")
 
 
+class ExemplarRecord(BaseModel):
+    """A stored graded answer, as its tenant's author keys see it."""
+
+    id: int
+    answer: str
+    score: float
+    lang: Lang | None
+    created_at: float
+
+
+class ExemplarList(BaseModel):
+    question_id: str
+    data: list[ExemplarRecord]
+    indexed: int = Field(description="Distinct answers in your index for this question (an identical answer "
+                                     "counts once).")
+
+
 class JobRows(_In):
     """A job given as JSON: one object per row, with the columns of `grader batch`."""
 

@@ -437,6 +437,24 @@ def test_exemplars_inform_their_tenants_grades_only(server):
             assert error["details"][0]["field"] == "body.answer"
 
 
+def test_a_mistaken_exemplar_can_be_listed_and_deleted(server, candidate):
+    with server.client(server.key("wayne", "author")) as author, server.client(server.key("stark", "author")) as other:
+        url = "/v1/questions/attention-cheap/exemplars"
+        kept = author.post(url, json={"answer": TERSE, "score": 9}).json()
+        wrong = author.post(url, json={"answer": TERSE_GRADED[1], "score": 0}).json()
+        listed = author.get(url).json()
+        assert [(e["id"], e["score"]) for e in listed["data"]] == [(kept["id"], 9), (wrong["id"], 0)]
+        assert listed["indexed"] == 2 and listed["data"][0]["answer"] == TERSE
+        assert other.get(url).json() == {"question_id": "attention-cheap", "data": [], "indexed": 0}
+        assert_error(other.delete(f"{url}/{wrong['id']}"), 404, "not_found")  # another tenant's: not there
+        assert_error(candidate.delete(f"{url}/{wrong['id']}"), 403, "forbidden")
+        assert author.delete(f"{url}/{wrong['id']}").status_code == 204
+        assert_error(author.delete(f"{url}/{wrong['id']}"), 404, "not_found")
+        assert author.get(url).json()["indexed"] == 1
+        graded = author.post("/v1/grade", json={"question_id": "attention-cheap", "answer": TERSE}).json()
+        assert graded["exemplars"]["count"] == 1
+
+
 def test_a_changed_or_deleted_question_keeps_no_stale_exemplars(server):
     with server.client(server.key("hooli", "author")) as author:
         assert author.post("/v1/banks/ml/questions", json=RUBRIC).status_code == 201

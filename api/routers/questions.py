@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from api import banks, exemplars
 from api.auth import ApiKey
 from api.deps import AuthorKey, DbDep, GradeKey, GraderDep, ServiceDep
 from api.errors import ApiError
-from api.schemas import ExemplarIn, ExemplarOut, QuestionOut, QuestionPage
+from api.schemas import ExemplarIn, ExemplarList, ExemplarOut, ExemplarRecord, QuestionOut, QuestionPage
 from grader.errors import GraderError
+from grader.exemplars import tenant_key
 from grader.schema import Lang, Rubric, Topic
 from grader.text import prepare
+
+log = logging.getLogger("api")
 
 router = APIRouter(prefix="/v1/questions", tags=["questions"])
 
@@ -72,3 +76,26 @@ async def add_exemplar(question_id: str, body: ExemplarIn, key: AuthorKey, db: D
         detail, count = f"stored, not used: {exc}", 0
     return ExemplarOut(id=exemplar_id, question_id=question_id, score=body.score, lang=body.lang, created_at=created,
                        used_in_scoring=detail is None, exemplars=count, detail=detail)
+
+
+@router.get("/{question_id}/exemplars", response_model=ExemplarList)
+def list_exemplars(question_id: str, key: AuthorKey, db: DbDep, grader: GraderDep) -> ExemplarList:
+    """Your tenant's graded answers of a question (oldest first)."""
+    banks.resolve(db, grader.bank, key.tenant, question_id)
+    rows = banks.list_exemplars(db, key.tenant, question_id)
+    return ExemplarList(question_id=question_id, data=[ExemplarRecord(**row) for row in rows],
+                        indexed=grader.exemplars.count(tenant_key(key.tenant, question_id)) if grader.exemplars else 0)
+
+
+@router.delete("/{question_id}/exemplars/{exemplar_id}", status_code=204)
+async def delete_exemplar(question_id: str, exemplar_id: int, key: AuthorKey, db: DbDep,
+                          service: ServiceDep) -> Response:
+    """Delete one graded answer (a grade entered by mistake); the question's index is rebuilt without it."""
+    grader = service.grader
+    banks.resolve(db, grader.bank, key.tenant, question_id)
+    await asyncio.to_thread(banks.delete_exemplar, db, key.tenant, question_id, exemplar_id)
+    try:
+        await service.run(exemplars.rebuild, grader, db, key.tenant, question_id)
+    except GraderError as exc:  # no exemplar blend for this model: nothing was indexed to rebuild
+        log.warning("exemplars of %s not re-indexed: %s", question_id, exc)
+    return Response(status_code=204)
