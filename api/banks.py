@@ -100,9 +100,8 @@ def delete_exemplar(db: Database, tenant: str, question_id: str, exemplar_id: in
 
 
 def exemplar_rows(db: Database, tenant: str, question_id: str) -> list[tuple[str, float]]:
-    rows = db.query("SELECT answer, score FROM exemplars WHERE tenant = ? AND question_id = ? ORDER BY id",
-                    (tenant, question_id))
-    return [(row["answer"], float(row["score"])) for row in rows]
+    """(answer, score) of each stored exemplar, as the index takes them."""
+    return [(row["answer"], float(row["score"])) for row in list_exemplars(db, tenant, question_id)]
 
 
 def exemplar_questions(db: Database) -> list[tuple[str, str]]:
