@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import yaml
@@ -54,6 +54,18 @@ from grader.scoring import (
 )
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
+
+
+class Assessment(NamedTuple):
+    """An answer's reading before exemplars and caps."""
+
+    point_p: np.ndarray  # probability that each key point is covered
+    errors: list[ErrorResult]
+    reference: float  # best reference similarity on the anchor scale
+    coverage: float  # weighted mean of point_p
+    score: float  # 0-10
+    label: str  # which calibration produced it
+    blend: ExemplarBlend | None  # how exemplars of this kind of question adjust it
 
 
 def rubric_from_custom(custom: CustomQuestion) -> Rubric:
@@ -314,12 +326,8 @@ class Grader:
         cal = self.calibration
         rubric = c.rubric
         f = self.features(c, p, answer_vec, segment_vecs)
-        point_p = self._point_probability(c, p, f)
-        errors = self._errors(c, p, f)
-        reference = float(cal.scale(f["ref_cos"], p.language))
-        coverage = self._coverage(c, point_p)
+        point_p, errors, reference, coverage, score, label, blend = self._assess(c, p, f)
         flags = self._flags(f, p, reference, coverage, hint)
-        score, label, blend = self._unblended(c, p, f, coverage, reference, errors)
         # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
         # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
         capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
@@ -385,15 +393,20 @@ class Grader:
                 ))
         return errors
 
-    def _unblended(self, c: CompiledQuestion, p: Prepared, f: dict, coverage: float, reference: float,
-                   errors: list[ErrorResult]) -> tuple[float, str, ExemplarBlend | None]:
-        """(score 0-10 before exemplars and caps, calibration label, the exemplar blend for this kind of question)."""
+    def _assess(self, c: CompiledQuestion, p: Prepared, f: dict) -> Assessment:
+        """Everything before exemplars and caps, with the exemplar blend for this kind of question."""
+        point_p = self._point_probability(c, p, f)
+        errors = self._errors(c, p, f)
+        reference = float(self.calibration.scale(f["ref_cos"], p.language))
+        coverage = self._coverage(c, point_p)
         model = self.custom_model
         if self._is_custom(c):
             named = feature_vector(f, c, p.text, self.calibration)
-            return 10.0 * model.predict_one(named), f"custom-{model_slug(model.model)}.json", model.exemplars
+            return Assessment(point_p, errors, reference, coverage, 10.0 * model.predict_one(named),
+                              f"custom-{model_slug(model.model)}.json", model.exemplars)
         score = self.calibration.final_score(coverage, reference, [e.severity for e in errors])
-        return score, self.calibration.label, model.rubric_exemplars if model is not None else None
+        return Assessment(point_p, errors, reference, coverage, score, self.calibration.label,
+                          model.rubric_exemplars if model is not None else None)
 
     def _basis(self, c: CompiledQuestion) -> str:
         digest = hashlib.sha256(self._scoring_digest.encode())
@@ -425,10 +438,7 @@ class Grader:
             if not p.text:
                 scores.append(None)
                 continue
-            f = self.features(c, p, answer_vec, segment_vecs)
-            coverage = self._coverage(c, self._point_probability(c, p, f))
-            reference = float(self.calibration.scale(f["ref_cos"], p.language))
-            scores.append(self._unblended(c, p, f, coverage, reference, self._errors(c, p, f))[0])
+            scores.append(self._assess(c, p, self.features(c, p, answer_vec, segment_vecs)).score)
         return scores
 
     def _flags(self, f: dict, p: Prepared, reference: float, coverage: float, hint: Lang | None) -> list[str]:
