@@ -20,6 +20,7 @@ import numpy as np
 from grader.errors import ModelUnavailable
 from grader.offline_models import E5_ALIAS, MINILM_ALIAS, e5_small_dir, minilm_dir
 from grader.onnx_backend import INT8, Backend
+from grader.packing import PackedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.prompt = self._symmetric_prompt()
         self._onnx = None
+        self._packed = PackedEncoder(self.model, self.prompt) if backend == "torch" else None
         if backend != "torch":
             from grader.onnx_backend import OnnxEncoder
 
@@ -82,6 +84,9 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._onnx is not None:
             return self._onnx.encode(list(texts), self.prompt, self.batch_size)
+        packed = self._packed.encode(list(texts)) if self._packed is not None else None
+        if packed is not None:
+            return packed.astype(np.float32)
         vectors = self.model.encode(
             list(texts),
             prompt=self.prompt,

@@ -99,3 +99,20 @@ def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
     similarity = (reference * int8.encode(texts)).sum(1)
     assert 0.95 < similarity.min() and similarity.max() < 0.9999, similarity
     assert EmbeddingCache(int8, tmp_path)._key("x") != EmbeddingCache(onnx, tmp_path)._key("x")
+
+
+def test_a_few_sentences_are_packed_into_one_pass_with_the_vectors_they_get_alone(embedder):
+    """One answer's sentences go through the model as one packed row (no padding); each must keep the
+    vector a padded batch gives it, or coverage and misconception thresholds would move."""
+    sentences = ["Each head has its own projections.", "They run in parallel.",
+                 "多头注意力让模型在不同子空间关注不同位置,最后拼接再投影回模型维度。", "ok"]
+    batched = embedder.model.encode(sentences, prompt=embedder.prompt, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+    packed = embedder._packed.encode(sentences)
+    assert packed is not None  # e5 is a plain mean-pooling model: packing is on
+    np.testing.assert_allclose((packed * batched).sum(1), 1.0, atol=1e-4)
+    np.testing.assert_allclose((embedder.encode(sentences) * batched).sum(1), 1.0, atol=1e-4)
+    too_many = ["A sentence of ordinary length about attention heads."] * 60  # past the 512-token limit
+    assert embedder._packed.encode(too_many) is None
+    alone = embedder.model.encode(too_many[:1], prompt=embedder.prompt, normalize_embeddings=True)
+    np.testing.assert_allclose((embedder.encode(too_many) * alone).sum(1), 1.0, atol=1e-4)
