@@ -48,6 +48,12 @@ INJECTIONS = [
 ]
 
 
+def _shown(path: str) -> str:
+    """A data file as the calibration names it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else path
+
+
 def load_devset(patterns: list[str]) -> list[dict]:
     rows = []
     for pattern in patterns:
@@ -242,7 +248,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
         point=point, point_covered=0.5, misconception=misconception, misconception_flag=flag,
         misconception_audit_flag=audit_flag,
         score=score, caps=CAPS,
-        fitted_on=f"{', '.join(data_files)} (sha256 {digest}) + gaming answers made from them",
+        fitted_on=f"{', '.join(map(_shown, data_files))} (sha256 {digest}) + gaming answers made from them",
         command=f"python -m eval.fit_calibration --model {model}", **detectors,
     )
     return calibration, report
