@@ -115,6 +115,15 @@ TRIED = [
     "A second-stage model (trees) over the base score, the features and exemplar-derived ones (softmax-kNN grade, "
     "best similarity and word-overlap F1 to high- and low-graded exemplars, grade of the lexically nearest "
     "exemplars; training rows' from the other training rows): ADS warm r 0.725 against 0.753; not shipped.",
+    "Token-alignment features in the manner of BERTScore (e5's final token states; recall, precision and F1 of "
+    "each token's best match in the best reference, idf from the references, tokens of the question left out): "
+    "the strongest single feature on Mohler (r 0.555 alone; reference cosine 0.485), but added to the features "
+    "Mohler rose only 0.570 -> 0.586 (RMSE 0.893) while ADS cold fell 0.607 -> 0.593-0.601 and warm stayed "
+    "0.754; not shipped (it would also need the answer's token states and each reference's).",
+    "The mean of an answer's sentence vectors in place of the whole answer's vector (which would save a second "
+    "forward pass; see README, Speed): Mohler r 0.568, ADS cold 0.607, warm 0.752 (against 0.570 / 0.607 / "
+    "0.754); agreement is indifferent, but it is not shipped because the off-topic detector loses most of its "
+    "recall with it.",
 ]
 
 
