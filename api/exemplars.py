@@ -23,9 +23,14 @@ def index(grader, db: Database, tenant: str, question_id: str, rows: list[tuple[
     """Index graded answers (answer, score 0-10) of a tenant's question; returns its indexed count.
 
     Raises ``GraderError`` when this model has no exemplar blend (they stay stored, unused)."""
-    bank_name, rubric = banks.resolve(db, grader.bank, tenant, question_id)
-    question = banks.gradable(grader.bank, bank_name, rubric)
-    key = tenant_key(tenant, question_id)
+    return _add(grader, tenant_key(tenant, question_id), _gradable(grader, db, tenant, question_id), rows)
+
+
+def _gradable(grader, db: Database, tenant: str, question_id: str):
+    return banks.gradable(grader.bank, *banks.resolve(db, grader.bank, tenant, question_id))
+
+
+def _add(grader, key: str, question, rows: list[tuple[str, float]]) -> int:
     if rows:
         add_graded(grader, [(question, answer, score) for answer, score in rows], [key] * len(rows))
     return grader.exemplars.count(key)
@@ -45,12 +50,11 @@ def sync(grader, db: Database) -> int:
         rows = banks.exemplar_rows(db, tenant, question_id)
         key = tenant_key(tenant, question_id)
         try:
-            bank_name, rubric = banks.resolve(db, grader.bank, tenant, question_id)
-            current = grader.scoring_basis(banks.gradable(grader.bank, bank_name, rubric))
+            question = _gradable(grader, db, tenant, question_id)
             if grader.exemplars.count(key) >= len({a.strip() for a, _ in rows}) and \
-                    grader.exemplars.basis(key) == current:
+                    grader.exemplars.basis(key) == grader.scoring_basis(question):
                 continue
-            index(grader, db, tenant, question_id, rows)  # a stale basis is dropped by the store first
+            _add(grader, key, question, rows)  # a stale basis is dropped by the store first
             done += 1
         except UnknownQuestion as exc:  # a built-in question gone from the bank since
             log.warning("exemplars of %s (tenant %s) not indexed: %s", question_id, tenant, exc)
