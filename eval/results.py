@@ -130,8 +130,7 @@ TRIED = [
     "Each fold's model trained on the other data set's answers as well (more questions, other language and "
     "grading habits): Mohler r 0.554 (with all of ADS), ADS cold 0.492 (with all of Mohler), against 0.570 / "
     "0.606; each set is better served by its own grading conventions. The shipped custom-question model is "
-    "still fitted on both: a "
-    "platform's own questions follow neither set's conventions.",
+    "still fitted on both: a platform's own questions follow neither set's conventions.",
 ]
 
 

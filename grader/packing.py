@@ -34,11 +34,14 @@ class PackedEncoder:
         self.enabled = self._plain_mean_pooling() and self._matches_batched()
 
     def encode(self, texts: list[str]) -> np.ndarray | None:
-        import torch
-
         # this many characters cannot fit the token limit (no tokenizer averages 8 per token): skip tokenising twice
         if not self.enabled or len(texts) < 2 or sum(map(len, texts)) > 8 * self.st_model.max_seq_length:
             return None
+        return self._packed(texts)
+
+    def _packed(self, texts: list[str]) -> np.ndarray | None:
+        import torch
+
         features = self.st_model.preprocess(texts, prompt=self.prompt)
         mask = features["attention_mask"].bool()
         lengths = mask.sum(dim=1).tolist()
@@ -66,14 +69,11 @@ class PackedEncoder:
     def _matches_batched(self) -> bool:
         """Whether packing reproduces the batched vectors for this model (position ids and 4-D masks
         are not honoured by every architecture the same way)."""
-        self.enabled = True
         try:
-            packed = self.encode(_CHECK)
+            packed = self._packed(_CHECK)
         except Exception as exc:  # noqa: BLE001 - an architecture that rejects packed inputs is not packed
             log.info("sequence packing is off for this model: %s", exc)
             return False
-        finally:
-            self.enabled = False
         batched = self.st_model.encode(_CHECK, prompt=self.prompt, normalize_embeddings=True, convert_to_numpy=True,
                                        show_progress_bar=False)
         matches = packed is not None and float(np.min(np.sum(packed * batched, axis=1))) > 0.9999
