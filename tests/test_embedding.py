@@ -1,6 +1,7 @@
 import numpy as np
 
 from grader.embedding import EmbeddingCache, get_embedder
+from grader.onnx_backend import PLAIN
 from grader.scoring import load_calibration
 
 
@@ -91,7 +92,7 @@ def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
     onnx = get_embedder("multilingual-e5-small", cache_dir, backend="onnx")
     assert onnx.vector_id == embedder.vector_id
     np.testing.assert_allclose((reference * onnx.encode(texts)).sum(1), 1.0, atol=1e-4)
-    exported = sorted((cache_dir / "onnx").glob("*/model.onnx"))
+    exported = sorted((cache_dir / "onnx").glob(f"*/{PLAIN}.onnx"))
     assert len(exported) == 1
     written = exported[0].stat().st_mtime_ns
     int8 = get_embedder("multilingual-e5-small", cache_dir, backend="onnx-int8")
