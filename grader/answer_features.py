@@ -40,6 +40,10 @@ MONOTONE: dict[str, int] = {
     "dont_know": -1,
 }
 FEATURES: tuple[str, ...] = tuple(MONOTONE)
+# Computed from vector similarities, so they move with the model's numerics (another backend, int8): the
+# score model averages its prediction over a small jitter of these (``CustomModel.smoothing``).
+FROM_VECTORS: tuple[str, ...] = ("coverage", "coverage_min", "point_cos_mean", "point_cos_max", "ref_cos",
+                                 "ref_dist", "ref_scaled", "question_cos")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _PUNCT = re.compile(r"[\s\W_]+")

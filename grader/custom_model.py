@@ -30,6 +30,8 @@ from grader.scoring import CALIBRATION_DIR, model_slug
 
 log = logging.getLogger(__name__)
 
+SMOOTHING_DRAWS = 32  # jitter offsets per answer, each also mirrored: 64 tree predictions averaged
+
 
 class ExemplarBlend(BaseModel):
     """score = base + n / (n + prior) * (ridge * ridge_residual + knn * knn_residual).
@@ -77,6 +79,9 @@ class CustomModel(BaseModel):
     features: list[str]
     monotone: list[int] = Field(description="Per feature: +1 never lowers the score, -1 never raises it, 0 free.")
     params: dict[str, float | int | str] = Field(description="HistGradientBoostingRegressor settings, by inner CV.")
+    smoothing: dict[str, float] = Field(default_factory=dict, description=(
+        "Per feature: standard deviation of the Gaussian jitter the trees' prediction is averaged over, so "
+        "that the score does not step where a tree splits (numerical noise in a similarity could move it)."))
     artifact: str = Field(default="", description="joblib file of the fitted regressor, in grader/calibration/.")
     sklearn: str = Field(default="", description="scikit-learn version that wrote the artifact.")
     exemplars: ExemplarBlend | None = Field(default=None, description="Blend over this model's scores.")
@@ -95,6 +100,8 @@ class CustomModel(BaseModel):
             raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
         if self.monotone != [MONOTONE[f] for f in self.features]:
             raise ValueError("monotone must follow grader.answer_features.MONOTONE for the listed features")
+        if set(self.smoothing) - set(self.features):
+            raise ValueError(f"smoothing names features the model does not read: {sorted(set(self.smoothing) - set(self.features))}")
         return self
 
     def with_estimator(self, estimator: Any, artifact_digest: str = "") -> CustomModel:
@@ -107,8 +114,20 @@ class CustomModel(BaseModel):
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Scores on the 0-1 scale for an (n, len(FEATURES)) table in ``FEATURES`` order."""
-        columns = [FEATURES.index(f) for f in self.features]
-        return np.clip(self._estimator.predict(np.asarray(rows, dtype=float)[:, columns]), 0.0, 1.0)
+        x = np.asarray(rows, dtype=float)[:, [FEATURES.index(f) for f in self.features]]
+        if not self.smoothing:
+            return np.clip(self._estimator.predict(x), 0.0, 1.0)
+        jitter = self._jitter()
+        jittered = (x[:, None, :] + jitter[None]).reshape(-1, x.shape[1])
+        return np.clip(self._estimator.predict(jittered).reshape(len(x), len(jitter)).mean(1), 0.0, 1.0)
+
+    def _jitter(self) -> np.ndarray:
+        """Fixed offsets (the same for every answer, so a score is reproducible), each with its mirror image."""
+        draws = np.random.default_rng(0).standard_normal((SMOOTHING_DRAWS, len(self.smoothing)))
+        jitter = np.zeros((SMOOTHING_DRAWS, len(self.features)))
+        for j, (name, sd) in enumerate(self.smoothing.items()):
+            jitter[:, self.features.index(name)] = sd * draws[:, j]
+        return np.concatenate([jitter, -jitter])
 
     def predict_one(self, named: dict[str, float]) -> float:
         return float(self.predict(np.array([[named[f] for f in FEATURES]]))[0])

@@ -13,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from eval.datasets import load_graded
 from eval.metrics import agreement, to_grades
+from grader.answer_features import FEATURES, feature_vector
 from grader.exemplars import ExemplarStore
 from grader.schema import CustomQuestion
 from tests.conftest import grader_command
@@ -78,6 +79,23 @@ def test_custom_question_derives_key_points_and_ranks_answers(grader):
     assert good.score > weak.score and good.score > off.score
     if grader.custom_model is not None:
         assert good.calibration.startswith("custom-")
+
+
+def test_custom_question_scores_do_not_step_where_a_tree_splits_on_a_similarity(grader):
+    """A hair's change of a similarity (another backend, int8) must not move a score by a visible step.
+    For this answer the trees step by most of a point on its similarity to the question; averaged over a
+    jitter of the similarities, the step is spread out and no hair's move shows."""
+    model = grader.custom_model
+    if model is None or not model.smoothing:
+        pytest.skip("no smoothed custom-question model for this embedding model")
+    question = CustomQuestion(question=STACK_Q, references=[STACK_REF])
+    raw = grader.features_many([(question, GOOD)])[0]
+    named = feature_vector(raw, grader.compiled(question), GOOD, grader.calibration)
+    rows = np.repeat(np.array([[named[name] for name in FEATURES]]), 2001, axis=0)
+    rows[:, FEATURES.index("question_cos")] = np.linspace(0.75, 0.97, len(rows))  # steps of 0.0001
+    plain = model.model_copy(update={"smoothing": {}})
+    assert np.abs(np.diff(plain.predict(rows))).max() * 10 > 0.5
+    assert np.abs(np.diff(model.predict(rows))).max() * 10 < 0.1
 
 
 def test_exemplar_index_adds_searches_and_persists(tmp_path):
