@@ -5,7 +5,10 @@
 For each backend, on the same machine and answers: raw encode throughput of the answers (the
 backend's forward pass alone), grader throughput (``grade_many``), and the largest and mean absolute
 score difference from PyTorch on answers from each evaluation set (Mohler and ADS, graded as custom
-questions; the development set, graded against the bank). Rubric vectors are computed once per
+questions; the development set, graded against the bank). A misconception flag is a threshold: an
+answer sitting on it can be flagged by one backend and not the other, and its score then differs by
+the flag's penalty, so the largest difference among answers flagged alike is shown beside the count
+of answers flagged differently. Rubric vectors are computed once per
 backend (int8 keeps its own cache entries), so the first int8 run also embeds the bank.
 """
 
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     everything = [item for items in sets.values() for item in items]
     answers = [answer for _, answer, _ in everything]
     scores: dict[str, dict[str, np.ndarray]] = {}
+    flagged: dict[str, dict[str, list]] = {}
     speed: dict[str, tuple[float, float]] = {}
     for backend in args.backends:
         settings = get_settings().model_copy(update={"backend": backend})
@@ -58,21 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         graded = len(answers) / (time.perf_counter() - started)
         speed[backend] = (raw, graded)
         flat = np.array([r.score for r in results])
-        scores[backend], start = {}, 0
+        errors = [sorted(e.misconception_id for e in r.errors) for r in results]
+        scores[backend], flagged[backend], start = {}, {}, 0
         for name, items in sets.items():
             scores[backend][name] = flat[start : start + len(items)]
+            flagged[backend][name] = errors[start : start + len(items)]
             start += len(items)
         del grader
     base = args.backends[0]
     print(f"{len(answers)} answers ({args.answers} per set); agreement against {base}")  # noqa: T201
     print("| backend | raw encode | grader | vs " + base + " (raw) | "  # noqa: T201
-          + " | ".join(f"{name}: max / mean abs diff" for name in sets) + " |")
+          + " | ".join(f"{name}: max / mean abs diff (max flagged alike; flagged differently)" for name in sets)
+          + " |")
     print("|---" * (4 + len(sets)) + "|")  # noqa: T201
     for backend in args.backends:
         raw, graded = speed[backend]
-        diffs = [np.abs(scores[backend][name] - scores[base][name]) for name in sets]
+        cells = []
+        for name in sets:
+            diff = np.abs(scores[backend][name] - scores[base][name])
+            alike = np.array([a == b for a, b in zip(flagged[backend][name], flagged[base][name], strict=True)])
+            cells.append(f"{diff.max():.2f} / {diff.mean():.3f} ({diff[alike].max(initial=0):.2f}; {(~alike).sum()})")
         print(f"| {backend} | {raw:.2f}/s | {graded:.2f}/s | {raw / speed[base][0]:.2f}x | "  # noqa: T201
-              + " | ".join(f"{d.max():.2f} / {d.mean():.3f}" for d in diffs) + " |")
+              + " | ".join(cells) + " |")
     return 0
 
 
