@@ -1,15 +1,16 @@
 """Embedding backends side by side: speed and score agreement with PyTorch (``GRADER_BACKEND``).
 
-    python -m eval.bench_backends [--answers 150] [--backends torch onnx onnx-int8]
+    python -m eval.bench_backends [--answers 150] [--backends torch onnx onnx-int8] [--rounds 3]
 
 For each backend, on the same machine and answers: raw encode throughput of the answers (the
-backend's forward pass alone), grader throughput (``grade_many``), and the largest and mean absolute
-score difference from PyTorch on answers from each evaluation set (Mohler and ADS, graded as custom
-questions; the development set, graded against the bank). A misconception flag is a threshold: an
-answer sitting on it can be flagged by one backend and not the other, and its score then differs by
-the flag's penalty, so the largest difference among answers flagged alike is shown beside the count
-of answers flagged differently. Rubric vectors are computed once per
-backend (int8 keeps its own cache entries), so the first int8 run also embeds the bank.
+backend's forward pass alone; median of rounds that take the backends in turn), grader throughput
+(``grade_many``), and the largest and mean absolute score difference from PyTorch on answers from
+each evaluation set (Mohler and ADS, graded as custom questions; the development set, graded against
+the bank). A misconception flag is a threshold: an answer sitting on it can be flagged by one backend
+and not the other, and its score then differs by the flag's penalty, so the largest difference among
+answers flagged alike is shown beside the count of answers flagged differently. Rubric vectors are
+computed once per backend (int8 keeps its own cache entries), so the first int8 run also embeds the
+bank.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--answers", type=int, default=150, help="answers per evaluation set")
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "onnx-int8"])
+    parser.add_argument("--rounds", type=int, default=3, help="raw encodes per backend (the median is shown)")
     args = parser.parse_args(argv)
     sets = answer_sets(args.answers)
     everything = [item for items in sets.values() for item in items]
@@ -49,18 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[str, dict[str, np.ndarray]] = {}
     flagged: dict[str, dict[str, list]] = {}
     speed: dict[str, tuple[float, float]] = {}
-    for backend in args.backends:
-        settings = get_settings().model_copy(update={"backend": backend})
-        grader = Grader.from_settings(settings, judge=None)
+    graders = {backend: Grader.from_settings(get_settings().model_copy(update={"backend": backend}), judge=None)
+               for backend in args.backends}
+    for grader in graders.values():
         grader.grade_many(everything[:4])
         grader.embedder.encode(answers[:4])
-        started = time.perf_counter()
-        grader.embedder.encode(answers)
-        raw = len(answers) / (time.perf_counter() - started)
+    seconds: dict[str, list[float]] = {backend: [] for backend in graders}
+    for _ in range(args.rounds):  # interleaved, so that a change in the machine's load hits every backend
+        for backend, grader in graders.items():
+            started = time.perf_counter()
+            grader.embedder.encode(answers)
+            seconds[backend].append(time.perf_counter() - started)
+    for backend, grader in graders.items():
         started = time.perf_counter()
         results = grader.grade_many(everything)
-        graded = len(answers) / (time.perf_counter() - started)
-        speed[backend] = (raw, graded)
+        speed[backend] = (len(answers) / float(np.median(seconds[backend])),
+                          len(answers) / (time.perf_counter() - started))
         flat = np.array([r.score for r in results])
         errors = [sorted(e.misconception_id for e in r.errors) for r in results]
         scores[backend], flagged[backend], start = {}, {}, 0
@@ -68,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             scores[backend][name] = flat[start : start + len(items)]
             flagged[backend][name] = errors[start : start + len(items)]
             start += len(items)
-        del grader
     base = args.backends[0]
     print(f"{len(answers)} answers ({args.answers} per set); agreement against {base}")  # noqa: T201
     print("| backend | raw encode | grader | vs " + base + " (raw) | "  # noqa: T201
