@@ -100,8 +100,9 @@ class CustomModel(BaseModel):
             raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
         if self.monotone != [MONOTONE[f] for f in self.features]:
             raise ValueError("monotone must follow grader.answer_features.MONOTONE for the listed features")
-        if set(self.smoothing) - set(self.features):
-            raise ValueError(f"smoothing names features the model does not read: {sorted(set(self.smoothing) - set(self.features))}")
+        unread = set(self.smoothing) - set(self.features)
+        if unread:
+            raise ValueError(f"smoothing names features the model does not read: {sorted(unread)}")
         return self
 
     def with_estimator(self, estimator: Any, artifact_digest: str = "") -> CustomModel:
