@@ -71,6 +71,7 @@ def export(st_model, folder: Path, quantized: bool) -> Path:
         finally:
             transformer.set_attn_implementation(previous)
         os.replace(tmp, plain)
+        _drop_earlier_recipes(folder)
     if not quantized:
         return plain
     int8 = folder / f"model-{INT8}.onnx"
@@ -85,7 +86,15 @@ def export(st_model, folder: Path, quantized: bool) -> Path:
         finally:
             logging.disable(logging.NOTSET)
         os.replace(tmp, int8)
+        _drop_earlier_recipes(folder)
     return int8
+
+
+def _drop_earlier_recipes(folder: Path) -> None:
+    """Files an earlier ``PLAIN`` or ``INT8`` recipe wrote: nothing reads them, and each is half a gigabyte."""
+    for path in folder.glob("model*.onnx"):
+        if path.name not in (f"{PLAIN}.onnx", f"model-{INT8}.onnx"):
+            path.unlink(missing_ok=True)
 
 
 def outlier_matmuls(st_model, plain: Path) -> list[str]:
