@@ -36,6 +36,14 @@ class Embedder(Protocol):
         ...
 
 
+def onnx_folder(cache_dir: Path, model_folder: Path) -> Path:
+    """Where the ONNX files of the model in ``model_folder`` are kept: its name, and a digest of its path,
+    because model folders are often all called ``model`` and one model's export must not serve another."""
+    name = re.sub(r"[^a-z0-9]+", "-", Path(model_folder).name.lower()).strip("-")
+    digest = hashlib.sha256(str(Path(model_folder).resolve()).encode()).hexdigest()[:10]
+    return Path(cache_dir) / "onnx" / f"{name}-{digest}"
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model, by hub name or local folder.
 
@@ -69,8 +77,7 @@ class SentenceTransformerEmbedder:
         if backend != "torch":
             from grader.onnx_backend import OnnxEncoder
 
-            slug = re.sub(r"[^a-z0-9]+", "-", str(folder).rstrip("/").split("/")[-1].lower())
-            self._onnx = OnnxEncoder(self.model, Path(cache_dir) / "onnx" / slug, backend)
+            self._onnx = OnnxEncoder(self.model, onnx_folder(cache_dir, folder), backend)
 
     def _symmetric_prompt(self) -> str | None:
         """e5 models expect ``query: `` on both sides of a symmetric comparison."""

@@ -1,6 +1,6 @@
 import numpy as np
 
-from grader.embedding import EmbeddingCache, get_embedder
+from grader.embedding import EmbeddingCache, get_embedder, onnx_folder, resolve_model
 from grader.onnx_backend import PLAIN
 from grader.scoring import load_calibration
 
@@ -92,14 +92,22 @@ def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
     onnx = get_embedder("multilingual-e5-small", cache_dir, backend="onnx")
     assert onnx.vector_id == embedder.vector_id
     np.testing.assert_allclose((reference * onnx.encode(texts)).sum(1), 1.0, atol=1e-4)
-    exported = sorted((cache_dir / "onnx").glob(f"*/{PLAIN}.onnx"))
-    assert len(exported) == 1
-    written = exported[0].stat().st_mtime_ns
+    exported = onnx_folder(cache_dir, resolve_model("multilingual-e5-small", cache_dir)) / f"{PLAIN}.onnx"
+    written = exported.stat().st_mtime_ns
     int8 = get_embedder("multilingual-e5-small", cache_dir, backend="onnx-int8")
-    assert int8.vector_id != embedder.vector_id and exported[0].stat().st_mtime_ns == written
+    assert int8.vector_id != embedder.vector_id and exported.stat().st_mtime_ns == written
     similarity = (reference * int8.encode(texts)).sum(1)
     assert 0.95 < similarity.min() and similarity.max() < 0.9999, similarity
     assert EmbeddingCache(int8, tmp_path)._key("x") != EmbeddingCache(onnx, tmp_path)._key("x")
+
+
+def test_models_in_folders_of_the_same_name_get_their_own_onnx_files(tmp_path):
+    """Converted models live in folders all called ``model``: an export keyed by that name alone would
+    hand one model's graph (and vectors) to another."""
+    first = onnx_folder(tmp_path, tmp_path / "e5" / "model")
+    second = onnx_folder(tmp_path, tmp_path / "minilm" / "model")
+    assert first != second and first.parent == second.parent == tmp_path / "onnx"
+    assert onnx_folder(tmp_path, tmp_path / "e5" / "model") == first
 
 
 def test_a_few_sentences_are_packed_into_one_pass_with_the_vectors_they_get_alone(embedder):
