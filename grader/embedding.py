@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 
 from grader.errors import ModelUnavailable
 from grader.offline_models import E5_ALIAS, MINILM_ALIAS, e5_small_dir, minilm_dir
-from grader.onnx_backend import INT8, Backend
+from grader.onnx_backend import INT8, Backend, onnx_folder
 from grader.packing import PackedEncoder
 
 log = logging.getLogger(__name__)
@@ -34,14 +33,6 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return an (n, dim) float32 array of L2-normalised embeddings."""
         ...
-
-
-def onnx_folder(cache_dir: Path, model_folder: Path) -> Path:
-    """Where the ONNX files of the model in ``model_folder`` are kept: its name, and a digest of its path,
-    because model folders are often all called ``model`` and one model's export must not serve another."""
-    name = re.sub(r"[^a-z0-9]+", "-", Path(model_folder).name.lower()).strip("-")
-    digest = hashlib.sha256(str(Path(model_folder).resolve()).encode()).hexdigest()[:10]
-    return Path(cache_dir) / "onnx" / f"{name}-{digest}"
 
 
 class SentenceTransformerEmbedder:

@@ -13,8 +13,10 @@ are written once per model into the cache (``<cache>/onnx/<model>/``) and reused
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -28,6 +30,14 @@ log = logging.getLogger(__name__)
 Backend = Literal["torch", "onnx", "onnx-int8"]
 PLAIN = "model-eager-attention"  # names the exported file: change it with the export recipe
 INT8 = "int8-per-channel-eager-outliers-float"  # names the quantised file and its cached vectors: likewise
+
+
+def onnx_folder(cache_dir: Path, model_folder: Path) -> Path:
+    """Where the ONNX files of the model in ``model_folder`` are kept: its name, and a digest of its path,
+    because model folders are often all called ``model`` and one model's export must not serve another."""
+    name = re.sub(r"[^a-z0-9]+", "-", Path(model_folder).name.lower()).strip("-")
+    digest = hashlib.sha256(str(Path(model_folder).resolve()).encode()).hexdigest()[:10]
+    return Path(cache_dir) / "onnx" / f"{name}-{digest}"
 
 
 def _token_embeddings(model):

@@ -1,7 +1,7 @@
 import numpy as np
 
-from grader.embedding import EmbeddingCache, get_embedder, onnx_folder, resolve_model
-from grader.onnx_backend import PLAIN
+from grader.embedding import EmbeddingCache, get_embedder, resolve_model
+from grader.onnx_backend import PLAIN, onnx_folder
 from grader.scoring import load_calibration
 
 
