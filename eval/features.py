@@ -48,21 +48,22 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     records = graded.records
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
-    rows, empty, texts = [], [], []
+    rows, empty, vectors = [], [], []
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
-        texts.append(text or " ")
         empty.append(raw is None)
         if raw is None:
             rows.append([0.0] * len(FEATURES))
+            vectors.append(np.zeros(grader.embedder.dim, dtype=np.float32))
             continue
+        vectors.append(raw["answer_vector"])
         named = feature_vector(raw, grader.compiled(question), text, grader.calibration)
         rows.append([named[name] for name in FEATURES])
     return FeatureTable(
         x=np.nan_to_num(np.array(rows, dtype=float), posinf=3.0, neginf=0.0),
         y=np.array([graded.fraction(r.score) for r in records]),
         empty=np.array(empty, dtype=bool),
-        vectors=grader.cache.encode(texts),
+        vectors=np.stack(vectors),
         questions=np.array([r.question_id for r in records]),
         folds=np.array([r.fold or "" for r in records]),
     )

@@ -177,16 +177,16 @@ def add_graded(grader, items: list[tuple[str | CustomQuestion | Rubric, str, flo
             raise GraderError(f"no exemplar blend for {grader.embedder.model_id}; fit one with "
                               "python -m eval.fit_custom before adding exemplars")
     keys = keys or [grader.exemplar_key(q) for q, _, _ in items]
-    bases = grader.unblended_scores([(q, a) for q, a, _ in items])
+    unblended = grader.unblended([(q, a) for q, a, _ in items])
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
-        if bases[i] is not None:
+        if unblended[i] is not None:
             groups.setdefault(key, []).append(i)
     added: dict[str, int] = {}
     for key, rows in groups.items():
         question = grader.compiled(items[rows[0]][0]).rubric.question.en
         texts = [prepare(items[i][1], grader.max_answer_chars).text for i in rows]
-        added[key] = grader.exemplars.add(key, question, grader.cache.encode(texts), [items[i][2] for i in rows],
-                                          [bases[i] for i in rows], texts,
+        added[key] = grader.exemplars.add(key, question, np.stack([unblended[i][1] for i in rows]),
+                                          [items[i][2] for i in rows], [unblended[i][0] for i in rows], texts,
                                           basis=grader.scoring_basis(items[rows[0]][0]))
     return added

@@ -1,7 +1,8 @@
 """The ``Grader``: one walk from answer text to a ``GradeResult``.
 
-normalise -> segment -> encode (the answers, then their sentences) -> compare with the question's
-precomputed matrices -> detect gaming -> score with the fitted calibration -> feedback.
+normalise -> segment -> encode the sentences (the whole answer too when its topic is in doubt) ->
+compare with the question's precomputed matrices -> detect gaming -> score with the fitted calibration
+-> feedback.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ from grader.scoring import (
 )
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
+
+
+# Answers of up to this many sentences (or clauses) are also encoded whole: see ``Grader._encode``.
+WHOLE_ANSWER_UP_TO_SEGMENTS = 2
+
+
+class Encoded(NamedTuple):
+    """An answer ready to be compared: its question, text and vectors."""
+
+    compiled: CompiledQuestion
+    prepared: Prepared
+    vector: np.ndarray | None  # the answer's: the normalised mean of its sentences' (None: empty answer)
+    sentences: np.ndarray | None  # one row per sentence
+    whole: np.ndarray | None  # the whole answer's own vector: only for a doubtful topic or a short answer
 
 
 class Assessment(NamedTuple):
@@ -197,7 +212,7 @@ class Grader:
         elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
         results = []
         keys = exemplar_keys if exemplar_keys is not None else [
-            question_key(c.rubric, custom=c.reference_only) for c, *_ in encoded]
+            question_key(e.compiled.rubric, custom=e.compiled.reference_only) for e in encoded]
         for (_, _, hint), item, key in zip(items, encoded, keys, strict=True):
             c, p = item[0], item[1]
             if not p.text:
@@ -221,35 +236,67 @@ class Grader:
 
         Answer embeddings go through the disk cache here, so refitting on the same data is quick.
         """
-        return [self.features(*item) if item[1].text else None for item in self._encode(items, self.cache.encode)]
+        return [self.features(*item) if item.prepared.text else None
+                for item in self._encode(items, self.cache.encode)]
 
-    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[tuple]:
-        """(compiled question, prepared answer, answer vector, sentence vectors) per item."""
+    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[Encoded]:
+        """Each answer's sentence vectors and answer vector, in one encoder call for all of them.
+
+        Key points and misconceptions are matched against sentences, so sentences are what must be
+        encoded; the answer's vector is their mean (agreement with human grades is the same as with
+        the whole answer's own vector, and it saves a second forward pass over the text). What the mean
+        blurs is the answer's topic: next to the bank's other questions, only the whole answer's own
+        vector tells an answer to a neighbouring question apart. So the whole answer is encoded too,
+        in a second call, for the answers whose mean leaves their topic in doubt (``_topic_in_doubt``),
+        and for short answers, where one claim often spans the clauses it was cut into (and encoding
+        the whole costs little).
+        """
         compiled = [self.compiled(q) for q, _ in items]
         prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
         encode = encode or self.embedder.encode
-        # Whole answers and their sentences go in separate calls: in one batch every short sentence
-        # would be padded to the whole answer's length, which made one answer cost ~10 raw encodes.
-        # A one-sentence answer is its own only sentence: it is encoded once.
-        answer_vectors = iter(encode([p.text for p in prepared if p.text]))
-        segment_vectors = encode([s for p in prepared if p.text and p.segments != [p.text] for s in p.segments])
-        encoded = []
-        start = 0
+        sentence_vectors = encode([s for p in prepared if p.text for s in p.segments])
+        encoded, start = [], 0
         for c, p in zip(compiled, prepared, strict=True):
             if not p.text:
-                encoded.append((c, p, None, None))
+                encoded.append(Encoded(c, p, None, None, None))
                 continue
-            answer_vector = next(answer_vectors)
-            if p.segments == [p.text]:
-                encoded.append((c, p, answer_vector, answer_vector[None, :]))
-                continue
-            encoded.append((c, p, answer_vector, segment_vectors[start : start + len(p.segments)]))
+            sentences = sentence_vectors[start : start + len(p.segments)]
             start += len(p.segments)
+            mean = sentences.mean(0)
+            encoded.append(Encoded(c, p, (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32),
+                                   sentences, None))
+        doubtful = [i for i, e in enumerate(encoded)
+                    if e.vector is not None and e.prepared.segments != [e.prepared.text]
+                    and (len(e.prepared.segments) <= WHOLE_ANSWER_UP_TO_SEGMENTS
+                         or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
+        for i, whole in zip(doubtful, encode([encoded[i].prepared.text for i in doubtful]), strict=True):
+            encoded[i] = encoded[i]._replace(whole=whole)
         return encoded
+
+    def _topic(self, c: CompiledQuestion, vector: np.ndarray) -> tuple[float, float]:
+        """(cosine of the closest reference of this question, of any other bank question's; -1 if none)."""
+        own = float(cos_matrix(vector, c.references.vectors)[0].max())
+        other = -1.0
+        if len(self._bank_refs):
+            bank_cos = cos_matrix(vector, self._bank_refs)[0]
+            index = self._bank_ids.index(c.rubric.id) if self._compiled.get(c.rubric.id) is c else -1
+            others = bank_cos[self._bank_ref_owner != index]
+            other = float(others.max()) if len(others) else -1.0
+        return own, other
+
+    def _topic_in_doubt(self, c: CompiledQuestion, p: Prepared, vector: np.ndarray) -> bool:
+        """Whether the mean of an answer's sentences could belong to an answer to another question."""
+        cal = self.calibration
+        if cal.off_topic_gate is None:
+            return True
+        own, other = self._topic(c, vector)
+        own_scaled = float(cal.scale(own, p.language))
+        gap = float(cal.scale(other, p.language)) - own_scaled if other > -1 else -np.inf
+        return gap >= cal.off_topic_gate or own_scaled < cal.off_topic_floor
 
     # ------------------------------------------------------------------ scoring
 
-    def features(self, c: CompiledQuestion, p: Prepared, answer_vec, segment_vecs) -> dict:
+    def features(self, c: CompiledQuestion, p: Prepared, answer_vec, segment_vecs, whole_vec=None) -> dict:
         """Everything the score is computed from (also used to fit the calibration)."""
         cal = self.calibration
         rubric = c.rubric
@@ -260,8 +307,8 @@ class Grader:
         usable = [i for i, bad in enumerate(injected) if not bad]
         candidates = [segment_vecs[i] for i in usable]
         candidate_text = [p.segments[i] for i in usable]
-        if len(usable) > 1 and not any(injected):
-            candidates.append(answer_vec)
+        if len(usable) > 1 and not any(injected):  # a claim can span sentences
+            candidates.append(answer_vec if whole_vec is None else whole_vec)
             candidate_text.append(p.text)
         cand = np.stack(candidates) if candidates else np.zeros((0, len(answer_vec)))
 
@@ -274,12 +321,8 @@ class Grader:
         claim_per = self._per_owner(self._sims(cand, c.claims), c.claims.owner, len(rubric.misconceptions))
         corr_per = self._per_owner(self._sims(cand, c.corrections), c.corrections.owner, len(rubric.misconceptions))
 
-        other_best = -1.0
-        if len(self._bank_refs):
-            bank_cos = cos_matrix(answer_vec, self._bank_refs)[0]
-            own = self._bank_ids.index(rubric.id) if self._compiled.get(rubric.id) is c else -1
-            others = bank_cos[self._bank_ref_owner != own]
-            other_best = float(others.max()) if len(others) else -1.0
+        mean_topic = self._topic(c, answer_vec)
+        topic = mean_topic if whole_vec is None else self._topic(c, whole_vec)
         question_text = f"{rubric.question.zh} {rubric.question.en}"
         return {
             "ref_cos": float(ref_cos[best_ref_row]),
@@ -294,7 +337,12 @@ class Grader:
             "claim_probe": c.claim_probe(cand),
             "polarity": c.polarity_mismatch(candidate_text, p.language),
             "candidate_text": candidate_text,
-            "other_ref_cos": other_best,
+            # the topic as the off-topic check reads it: the whole answer's vector where it was encoded
+            "topic_ref_cos": topic[0],
+            "other_ref_cos": topic[1],
+            "mean_other_ref_cos": mean_topic[1],  # what the doubt about the topic was decided on
+            "whole_encoded": whole_vec is not None,
+            "answer_vector": answer_vec,
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
             "copied": copied_fraction(p.text, question_text),
             "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
@@ -321,13 +369,13 @@ class Grader:
             best[:, owner] = np.maximum(best[:, owner], sims[:, row])
         return best
 
-    def _score(self, c, p: Prepared, answer_vec, segment_vecs, hint: Lang | None,
+    def _score(self, c, p: Prepared, answer_vec, segment_vecs, whole_vec, hint: Lang | None,
                exemplar_key: str | None = None) -> GradeResult:
         cal = self.calibration
         rubric = c.rubric
-        f = self.features(c, p, answer_vec, segment_vecs)
+        f = self.features(c, p, answer_vec, segment_vecs, whole_vec)
         point_p, errors, reference, coverage, score, label, blend = self._assess(c, p, f)
-        flags = self._flags(f, p, reference, coverage, hint)
+        flags = self._flags(f, p, hint)
         # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
         # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
         capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
@@ -430,18 +478,14 @@ class Grader:
         c = self.compiled(question)
         return self.custom_model.exemplars if self._is_custom(c) else self.custom_model.rubric_exemplars
 
-    def unblended_scores(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[float | None]:
-        """Each answer's score before exemplars and caps, 0-10 (None for an empty answer): what an
-        exemplar keeps beside its human grade, so that the blend learns from the difference."""
-        scores: list[float | None] = []
-        for c, p, answer_vec, segment_vecs in self._encode(items, self.cache.encode):
-            if not p.text:
-                scores.append(None)
-                continue
-            scores.append(self._assess(c, p, self.features(c, p, answer_vec, segment_vecs)).score)
-        return scores
+    def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[tuple[float, np.ndarray] | None]:
+        """Each answer's score before exemplars and caps (0-10) and its vector (None for an empty answer):
+        what an exemplar keeps beside its human grade, so that the blend learns from the difference."""
+        return [None if not item.prepared.text else (self._assess(item.compiled, item.prepared, self.features(*item)).score,
+                                                     item.vector)
+                for item in self._encode(items, self.cache.encode)]
 
-    def _flags(self, f: dict, p: Prepared, reference: float, coverage: float, hint: Lang | None) -> list[str]:
+    def _flags(self, f: dict, p: Prepared, hint: Lang | None) -> list[str]:
         cal = self.calibration
         flags: list[str] = []
         if f["dont_know"]:
@@ -455,8 +499,9 @@ class Grader:
             flags.append("keyword_stuffing")
         if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
             flags.append("shuffled")
+        topic = cal.scale(f["topic_ref_cos"], p.language)
         other = cal.scale(f["other_ref_cos"], p.language) if f["other_ref_cos"] > -1 else -np.inf
-        if reference < cal.off_topic_floor or (other - reference >= cal.off_topic_margin):
+        if topic < cal.off_topic_floor or (other - topic >= cal.off_topic_margin):
             flags.append("off_topic")
         if f["injection"] or f["injected_segments"]:
             flags.append("injection_suspected")

@@ -61,6 +61,10 @@ class Calibration(BaseModel):
     score: ScoreModel
     off_topic_margin: float = Field(description="Another question's reference closer by this much.")
     off_topic_floor: float = Field(description="Scaled reference similarity below which = off topic.")
+    off_topic_gate: float | None = Field(
+        default=None, description="Gap (another question's reference over this one's, scaled) of the mean of an "
+        "answer's sentence vectors at or above which the whole answer is encoded to decide its topic; "
+        "None: always encoded.")
     shuffle_fluency: float = Field(description="Fluency ratio (familiar word pairs vs a re-shuffle) at or below which text reads as shuffled.")
     shuffle_grammar: float = Field(description="Share of broken English function-word pairs at or above which text reads as shuffled.")
     stuffing_max_item_words: float

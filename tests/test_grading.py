@@ -148,3 +148,13 @@ def test_many_answers_in_one_call_match_single_calls(grader):
     batched = grader.grade_many(rows)
     single = [grader.grade(q, a) for q, a, _ in rows]
     assert [r.score for r in batched] == [r.score for r in single]
+
+
+def test_whole_answer_is_encoded_again_only_when_its_sentences_leave_the_topic_in_doubt(grader):
+    good = next(r["answer"] for r in EXAMPLES if r["kind"] == "good" and r["lang"] == "en")
+    on_topic, elsewhere = grader._encode([("multihead-why", good), ("class-imbalance", good)])
+    assert len(on_topic.prepared.segments) > 2
+    assert on_topic.whole is None  # one forward pass: its sentences, the answer's vector their mean
+    assert elsewhere.whole is not None
+    assert "off_topic" in grader.grade("class-imbalance", good).flags
+    assert "off_topic" not in grader.grade("multihead-why", good).flags
