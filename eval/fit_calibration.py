@@ -20,10 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import lsq_linear
-from scipy.stats import pearsonr
-from scipy.optimize import minimize
+from scipy.optimize import lsq_linear, minimize
 from scipy.special import expit
+from scipy.stats import pearsonr
 from sklearn.linear_model import LogisticRegression
 
 from grader.bank import load_bank
@@ -313,7 +312,8 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, scale, gate: float, floor:
     report["keyword_stuffing"] = {"recall": round(best[0], 3), "min_items": best[1],
                                   "max_item_words": best[2], "max_function_ratio": best[3]}
     return {
-        "off_topic_margin": margin, "off_topic_floor": floor, "off_topic_gate": gate, "shuffle_fluency": shuffle, "shuffle_grammar": grammar,
+        "off_topic_margin": margin, "off_topic_floor": floor, "off_topic_gate": gate,
+        "shuffle_fluency": shuffle, "shuffle_grammar": grammar,
         "stuffing_min_items": best[1], "stuffing_max_item_words": best[2],
         "stuffing_max_function_ratio": best[3],
         "injection_similarity": round(max(float(np.max(scale(f["injection_cos"], f["lang"])))

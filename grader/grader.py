@@ -56,7 +56,6 @@ from grader.scoring import (
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
 
-
 # Answers of up to this many sentences (or clauses) are also encoded whole: see ``Grader._encode``.
 WHOLE_ANSWER_UP_TO_SEGMENTS = 2
 
@@ -243,8 +242,8 @@ class Grader:
         """Each answer's sentence vectors and answer vector, in one encoder call for all of them.
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
-        encoded; the answer's vector is their mean (agreement with human grades is the same as with
-        the whole answer's own vector, and it saves a second forward pass over the text). What the mean
+        encoded; the answer's vector is their mean (agreement with human grades is within a few
+        hundredths of the whole answer's own vector's, and it saves a second forward pass over the text). What the mean
         blurs is the answer's topic: next to the bank's other questions, only the whole answer's own
         vector tells an answer to a neighbouring question apart. So the whole answer is encoded too,
         in a second call, for the answers whose mean leaves their topic in doubt (``_topic_in_doubt``),
@@ -265,11 +264,11 @@ class Grader:
             mean = sentences.mean(0)
             encoded.append(Encoded(c, p, (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32),
                                    sentences, None))
-        doubtful = [i for i, e in enumerate(encoded)
+        also_whole = [i for i, e in enumerate(encoded)
                     if e.vector is not None and e.prepared.segments != [e.prepared.text]
                     and (len(e.prepared.segments) <= WHOLE_ANSWER_UP_TO_SEGMENTS
                          or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
-        for i, whole in zip(doubtful, encode([encoded[i].prepared.text for i in doubtful]), strict=True):
+        for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
         return encoded
 
@@ -478,12 +477,12 @@ class Grader:
         c = self.compiled(question)
         return self.custom_model.exemplars if self._is_custom(c) else self.custom_model.rubric_exemplars
 
-    def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[tuple[float, np.ndarray] | None]:
+    def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]],
+                  ) -> list[tuple[float, np.ndarray] | None]:
         """Each answer's score before exemplars and caps (0-10) and its vector (None for an empty answer):
         what an exemplar keeps beside its human grade, so that the blend learns from the difference."""
-        return [None if not item.prepared.text else (self._assess(item.compiled, item.prepared, self.features(*item)).score,
-                                                     item.vector)
-                for item in self._encode(items, self.cache.encode)]
+        return [(self._assess(e.compiled, e.prepared, self.features(*e)).score, e.vector) if e.prepared.text else None
+                for e in self._encode(items, self.cache.encode)]
 
     def _flags(self, f: dict, p: Prepared, hint: Lang | None) -> list[str]:
         cal = self.calibration
