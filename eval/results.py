@@ -127,6 +127,11 @@ TRIED = [
     "(RMSE 0.901 -> 0.905), ADS cold 0.611 -> 0.609, warm 0.756 -> 0.747 (nearest exemplars found by the mean "
     "vectors); on the bank's development set key-point accuracy 0.901 either way, score r 0.900 -> 0.899 and "
     "off-topic recall 0.954 either way. A 1.6-1.8x faster grader for these few hundredths.",
+    "The trees averaged with a ridge over the same features: Mohler r 0.581 half and half (0.579 at 0.3 ridge; "
+    "ridge alone 0.575, RMSE 0.897) but ADS cold 0.598 (0.610 at 0.3); per-question context features known at "
+    "grading time (question-reference cosine, reference length, key-point count, question length, and the "
+    "answer's cosines less the question-reference one): Mohler 0.559-0.566, ADS cold 0.595-0.599 with the trees; "
+    "none shipped (measured on the features before the mean-of-sentences change).",
     "A per-question linear map of the base score (ridge toward the identity) fitted on the training folds' "
     "answers of that question: ADS warm r 0.679 alone, 0.734 averaged with the shipped blend, against 0.753; "
     "not shipped.",
