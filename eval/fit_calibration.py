@@ -147,7 +147,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     items = [(r["question_id"], r["answer"]) for r in genuine + gaming]
     # the whole answers encoded for all, to place the gate; then the features as the grader will compute them
     first = grader.features_many(items)
-    gate, topic_floor = _off_topic_gate(first[: len(genuine)], gaming, first[len(genuine):], provisional.scale)
+    gate, topic_floor = _off_topic_gate(first[: len(genuine)], gaming, first[len(genuine):], provisional)
     grader.calibration = provisional.model_copy(update={"off_topic_gate": gate, "off_topic_floor": topic_floor})
     feats = grader.features_many(items)
     g_feats, x_feats = feats[: len(genuine)], feats[len(genuine):]
@@ -243,7 +243,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
                  "minor": round(float(solution[5]), 3)},
     )
 
-    detectors = _fit_detectors(genuine, g_feats, gaming, x_feats, scale, gate, topic_floor)
+    detectors = _fit_detectors(genuine, g_feats, gaming, x_feats, provisional, gate, topic_floor)
     report["detectors"] = detectors.pop("report")
     data_files = sorted(f for pattern in data for f in glob.glob(pattern))
     digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in data_files)).hexdigest()[:16]
@@ -258,7 +258,7 @@ def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     return calibration, report
 
 
-def _off_topic_gate(g_feats, gaming, x_feats, scale) -> tuple[float, float]:
+def _off_topic_gate(g_feats, gaming, x_feats, cal: Calibration) -> tuple[float, float]:
     """(gate, floor) of the off-topic check, from features with every answer's whole vector.
 
     The whole answer's own vector says what an answer is about; the mean of its sentence vectors blurs
@@ -266,13 +266,13 @@ def _off_topic_gate(g_feats, gaming, x_feats, scale) -> tuple[float, float]:
     this one's) reaches the gate, set below every made-up off-topic answer's gap, or where the mean is
     below the floor (the lowest similarity of a genuine answer to its own reference, less 0.1).
     """
-    own = [float(scale(f["topic_ref_cos"], f["lang"])) for f in g_feats]
-    mean_gap = [float(scale(f["mean_other_ref_cos"], f["lang"]) - scale(f["ref_cos"], f["lang"]))
+    own = [float(cal.scale(f["topic_ref_cos"], f["lang"])) for f in g_feats]
+    mean_gap = [cal.topic_gap(f["ref_cos"], f["mean_other_ref_cos"], f["lang"])
                 for r, f in zip(gaming, x_feats, strict=True) if r["kind"] == "off_topic"]
     return round(min(mean_gap) - 0.02, 3), round(min(own) - 0.1, 3)
 
 
-def _fit_detectors(genuine, g_feats, gaming, x_feats, scale, gate: float, floor: float) -> dict:
+def _fit_detectors(genuine, g_feats, gaming, x_feats, cal: Calibration, gate: float, floor: float) -> dict:
     """Detector thresholds: catch as many made-up gaming answers as possible, never a genuine one."""
     def values(kind_rows, fs, fn, kind=None):
         return np.array([fn(f) for r, f in zip(kind_rows, fs, strict=True) if kind is None or r["kind"] == kind])
@@ -280,7 +280,7 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, scale, gate: float, floor:
     report = {}
     # Off topic: another question's reference closer than this one's by a margin, as the grader reads it
     # (the whole answer's vector where it was encoded, else the mean of its sentences').
-    gap = lambda f: float(scale(f["other_ref_cos"], f["lang"]) - scale(f["topic_ref_cos"], f["lang"]))  # noqa: E731
+    gap = lambda f: cal.topic_gap(f["topic_ref_cos"], f["other_ref_cos"], f["lang"])  # noqa: E731
     g_gap, x_gap = values(genuine, g_feats, gap), values(gaming, x_feats, gap, "off_topic")
     margin = round(float(max(g_gap.max() + 0.02, 0.0)), 3)
     report["off_topic"] = {"margin": margin, "recall": round(float((x_gap >= margin).mean()), 3), "gate": gate,
@@ -316,7 +316,7 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, scale, gate: float, floor:
         "shuffle_fluency": shuffle, "shuffle_grammar": grammar,
         "stuffing_min_items": best[1], "stuffing_max_item_words": best[2],
         "stuffing_max_function_ratio": best[3],
-        "injection_similarity": round(max(float(np.max(scale(f["injection_cos"], f["lang"])))
+        "injection_similarity": round(max(float(np.max(cal.scale(f["injection_cos"], f["lang"])))
                                           for f in g_feats if len(f["injection_cos"])) + 0.05, 3),
         "report": report,
     }

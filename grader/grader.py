@@ -213,7 +213,7 @@ class Grader:
         keys = exemplar_keys if exemplar_keys is not None else [
             question_key(e.compiled.rubric, custom=e.compiled.reference_only) for e in encoded]
         for (_, _, hint), item, key in zip(items, encoded, keys, strict=True):
-            c, p = item[0], item[1]
+            c, p = item.compiled, item.prepared
             if not p.text:
                 empty = self._empty(c, p, elapsed)
                 if judge_used is not None:  # nothing to judge: say so, rather than look switched off
@@ -285,13 +285,8 @@ class Grader:
 
     def _topic_in_doubt(self, c: CompiledQuestion, p: Prepared, vector: np.ndarray) -> bool:
         """Whether the mean of an answer's sentences could belong to an answer to another question."""
-        cal = self.calibration
-        if cal.off_topic_gate is None:
-            return True
-        own, other = self._topic(c, vector)
-        own_scaled = float(cal.scale(own, p.language))
-        gap = float(cal.scale(other, p.language)) - own_scaled if other > -1 else -np.inf
-        return gap >= cal.off_topic_gate or own_scaled < cal.off_topic_floor
+        gate = self.calibration.off_topic_gate
+        return gate is None or self.calibration.off_topic(*self._topic(c, vector), p.language, margin=gate)
 
     # ------------------------------------------------------------------ scoring
 
@@ -498,9 +493,7 @@ class Grader:
             flags.append("keyword_stuffing")
         if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
             flags.append("shuffled")
-        topic = cal.scale(f["topic_ref_cos"], p.language)
-        other = cal.scale(f["other_ref_cos"], p.language) if f["other_ref_cos"] > -1 else -np.inf
-        if topic < cal.off_topic_floor or (other - topic >= cal.off_topic_margin):
+        if cal.off_topic(f["topic_ref_cos"], f["other_ref_cos"], p.language):
             flags.append("off_topic")
         if f["injection"] or f["injected_segments"]:
             flags.append("injection_suspected")

@@ -84,6 +84,17 @@ class Calibration(BaseModel):
         span = max(self.ceiling[lang] - self.floor[lang], 1e-6)
         return (np.asarray(cosine, dtype=float) - self.floor[lang]) / span
 
+    def topic_gap(self, own: float, other: float, lang: Lang) -> float:
+        """How much closer, on the anchor scale, another question's best reference is than this question's
+        (cosines ``own`` and ``other``; -inf when there is no other question)."""
+        return float(self.scale(other, lang) - self.scale(own, lang)) if other > -1 else -np.inf
+
+    def off_topic(self, own: float, other: float, lang: Lang, margin: float | None = None) -> bool:
+        """Own reference below the floor, or another question's closer by ``margin`` (default
+        ``off_topic_margin``; whether to encode the whole answer asks the same with ``off_topic_gate``)."""
+        margin = self.off_topic_margin if margin is None else margin
+        return float(self.scale(own, lang)) < self.off_topic_floor or self.topic_gap(own, other, lang) >= margin
+
     def final_score(self, coverage: float, reference: float, severities: list[Severity]) -> float:
         base = self.score.coverage_weight * coverage + self.score.reference_weight * reference + self.score.bias
         penalty = sum(self.score.penalty[s] for s in severities)
