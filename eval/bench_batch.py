@@ -156,23 +156,21 @@ def io_child(source: Path, output: Path, batch_size: int) -> None:
 
 def raw_encode_rate(answers: list[str], model: str | None) -> dict:
     """Answers per second of a plain SentenceTransformer.encode call (the same model and prompt the
-    grader uses), and how many texts the grader encodes per answer (the answer plus its sentences)."""
+    grader uses), and how many sentences the grader encodes per answer."""
+    from eval.bench_grade import raw_encode
     from grader.embedding import get_embedder
     from grader.text import prepare
 
     settings = get_settings()
     embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
-                            settings.encode_batch_size, settings.backend)
-    st_model = embedder.model  # type: ignore[attr-defined]
-    batch_size = embedder.batch_size  # type: ignore[attr-defined] - the grader's own forward-pass size
-    st_model.encode(answers[:32], prompt=embedder.prompt, batch_size=batch_size)  # warm up
+                            settings.encode_batch_tokens, settings.backend)
+    raw_encode(embedder, answers[:32])  # warm up
     started = time.perf_counter()
-    st_model.encode(answers, prompt=embedder.prompt, batch_size=batch_size, normalize_embeddings=True,
-                    show_progress_bar=False)
+    raw_encode(embedder, answers)
     seconds = time.perf_counter() - started
-    texts = sum(1 + len(prepare(a, settings.max_answer_chars).segments) for a in answers)
+    sentences = sum(len(prepare(a, settings.max_answer_chars).segments) for a in answers)
     return {"answers": len(answers), "seconds": round(seconds, 2), "answers_per_s": round(len(answers) / seconds, 2),
-            "texts_per_answer": round(texts / len(answers), 2)}
+            "sentences_per_answer": round(sentences / len(answers), 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         encode = raw_encode_rate(sample, args.model)
         numbers["encode"] = encode
         say(f"raw SentenceTransformer.encode: {encode['answers_per_s']} answers/s over {encode['answers']} answers "
-            f"(the grader encodes {encode['texts_per_answer']} texts per answer: the answer and its sentences)")
+            f"(the grader encodes {encode['sentences_per_answer']} sentences per answer, and the whole answer again "
+            "where the sentences leave its topic in doubt)")
         for run in numbers["batch"]:
             run["ratio"] = round(run["rows_per_s"] / encode["answers_per_s"], 3)
             say(f"{run['rows']:>8} rows with the model: {run['rows_per_s']} rows/s grading "

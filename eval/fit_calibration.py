@@ -127,7 +127,7 @@ def _threshold(p: np.ndarray, y: np.ndarray, correct: np.ndarray, precision: flo
 
 def fit(model: str, data: list[str]) -> tuple[Calibration, dict]:
     settings = get_settings()
-    embedder = get_embedder(model, settings.cache_dir, settings.device, settings.encode_batch_size, settings.backend)
+    embedder = get_embedder(model, settings.cache_dir, settings.device, settings.encode_batch_tokens, settings.backend)
     bank = load_bank(settings.bank_dir)
     cache = EmbeddingCache(embedder, settings.cache_dir / "embeddings")
     floor, ceiling = anchor_bounds(cache.encode)

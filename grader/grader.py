@@ -149,7 +149,7 @@ class Grader:
 
         settings = settings or get_settings()
         embedder = get_embedder(model or settings.embed_model, settings.cache_dir, settings.device,
-                                settings.encode_batch_size, settings.backend)
+                                settings.encode_batch_tokens, settings.backend)
         return cls(embedder, load_bank(settings.bank_dir), settings.cache_dir / "embeddings",
                    max_answer_chars=settings.max_answer_chars,
                    judge=judge_from_settings(settings) if judge == "settings" else judge,

@@ -157,20 +157,16 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def encode(self, texts: list[str], prompt: str | None, batch_size: int) -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        """Vectors of one batch of texts (the caller groups texts of like length)."""
         import torch
 
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # like lengths together: less padding
-        out = np.zeros((len(texts), self.st_model.get_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            features = self.st_model.preprocess([texts[i] for i in rows], prompt=prompt)
-            states = self.session.run(None, {"input_ids": features["input_ids"].numpy().astype(np.int64),
-                                             "attention_mask": features["attention_mask"].numpy().astype(np.int64)})
-            features["token_embeddings"] = torch.from_numpy(states[0])
-            with torch.no_grad():
-                for module in list(self.st_model)[1:]:  # pooling, normalisation: the model's own modules
-                    features = module(features)
-            out[rows] = features["sentence_embedding"].numpy()
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        features = self.st_model.preprocess(texts, prompt=prompt)
+        states = self.session.run(None, {"input_ids": features["input_ids"].numpy().astype(np.int64),
+                                         "attention_mask": features["attention_mask"].numpy().astype(np.int64)})
+        features["token_embeddings"] = torch.from_numpy(states[0])
+        with torch.no_grad():
+            for module in list(self.st_model)[1:]:  # pooling, normalisation: the model's own modules
+                features = module(features)
+        vectors = features["sentence_embedding"].numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

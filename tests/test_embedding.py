@@ -125,3 +125,24 @@ def test_a_few_sentences_are_packed_into_one_pass_with_the_vectors_they_get_alon
     assert embedder._packed.encode(too_many) is None
     alone = embedder.model.encode(too_many[:1], prompt=embedder.prompt, normalize_embeddings=True)
     np.testing.assert_allclose((embedder.encode(too_many) * alone).sum(1), 1.0, atol=1e-4)
+
+
+def test_long_lists_are_batched_by_tokens_within_the_budget_and_keep_their_vectors(embedder, monkeypatch):
+    """sentence-transformers orders a batch by characters, and a Chinese character is about a token where
+    English takes four or five; batches here follow token counts, stay within the token budget, and each
+    text keeps the vector it gets alone."""
+    english = "Multi-head attention splits the model dimension into several heads with their own projections, " \
+              "and concatenates what they attend to before one last projection."
+    chinese = "多头注意力把模型维度分成几个头,每个头有自己的投影,最后拼接再投影。每个头的维度是模型维度除以头数,所以总计算量和单头差不多。"
+    texts = [english, chinese] * 6 + ["ok"]
+    tokens = [len(ids) for ids in embedder.model.tokenizer([embedder.prompt + t for t in texts])["input_ids"]]
+    assert len(english) > len(chinese) and tokens[0] < tokens[1]  # characters would put the English first
+    monkeypatch.setattr(embedder, "batch_tokens", 4 * max(tokens))
+    batches = embedder._batches(texts)
+    order = [i for batch in batches for i in batch]
+    assert sorted(order) == list(range(len(texts)))
+    assert [tokens[i] for i in order] == sorted(tokens, reverse=True)
+    assert all(max(tokens[i] for i in batch) * len(batch) <= embedder.batch_tokens for batch in batches)
+    vectors = embedder.encode(texts)
+    alone = np.vstack([embedder.encode([t]) for t in (english, chinese, "ok")])
+    np.testing.assert_allclose((vectors[[0, 1, -1]] * alone).sum(1), 1.0, atol=1e-4)
