@@ -47,10 +47,15 @@ def _use_span_attention(transformer) -> bool:
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     if getattr(transformer.config, "_attn_implementation", None) not in ("sdpa", SPAN_ATTENTION):
+        log.info("sequence packing is off for this model: its attention is not SDPA")
         return False
-    AttentionInterface.register(SPAN_ATTENTION, _span_attention)
-    AttentionMaskInterface.register(SPAN_ATTENTION, sdpa_mask)
-    transformer.set_attn_implementation(SPAN_ATTENTION)
+    try:
+        AttentionInterface.register(SPAN_ATTENTION, _span_attention)
+        AttentionMaskInterface.register(SPAN_ATTENTION, sdpa_mask)
+        transformer.set_attn_implementation(SPAN_ATTENTION)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot switch attention is not packed
+        log.info("sequence packing is off for this model: %s", exc)
+        return False
     return True
 
 
@@ -63,7 +68,8 @@ class PackedEncoder:
     def __init__(self, st_model, prompt: str | None):
         self.st_model = st_model
         self.prompt = prompt
-        self.enabled = self._plain_mean_pooling() and self._span_attention() and self._matches_batched()
+        self.enabled = (self._plain_mean_pooling() and _use_span_attention(st_model[0].model)
+                        and self._matches_batched())
 
     def encode(self, texts: list[str]) -> np.ndarray | None:
         # this many characters cannot fit the token limit (no tokenizer averages 8 per token): skip tokenising twice
@@ -84,19 +90,12 @@ class PackedEncoder:
         inputs["position_ids"] = torch.cat([torch.arange(n) for n in lengths])[None]
         transformer = self.st_model[0].model
         device = next(transformer.parameters()).device
-        spans = torch.tensor(np.cumsum([0, *lengths]), device=device)
+        spans = torch.tensor(np.cumsum([0, *lengths]))  # read on the CPU by _span_attention, kept there
         with torch.no_grad():
             states = transformer(**{k: v.to(device) for k, v in inputs.items()}, cu_seq_lens_q=spans,
                                  cu_seq_lens_k=spans).last_hidden_state[0]
         vectors = torch.stack([block.mean(dim=0) for block in states.split(lengths)]).float().cpu().numpy()
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-    def _span_attention(self) -> bool:
-        try:
-            return _use_span_attention(self.st_model[0].model)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot switch attention is not packed
-            log.info("sequence packing is off for this model: %s", exc)
-            return False
 
     def _plain_mean_pooling(self) -> bool:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
