@@ -239,16 +239,17 @@ class Grader:
                 for item in self._encode(items, self.cache.encode)]
 
     def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[Encoded]:
-        """Each answer's sentence vectors and answer vector, in one encoder call for all of them.
+        """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
+        call, and the whole answers that need it in a second.
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
-        hundredths of the whole answer's own vector's, and it saves a second forward pass over the text). What the mean
-        blurs is the answer's topic: next to the bank's other questions, only the whole answer's own
-        vector tells an answer to a neighbouring question apart. So the whole answer is encoded too,
-        in a second call, for the answers whose mean leaves their topic in doubt (``_topic_in_doubt``),
-        and for short answers, where one claim often spans the clauses it was cut into (and encoding
-        the whole costs little).
+        hundredths of the whole answer's own vector's, and it saves a forward pass over the text). What
+        the mean blurs is the answer's topic: next to the bank's other questions, only the whole answer's
+        own vector tells an answer to a neighbouring question apart. So the whole answer is encoded too
+        for the answers whose mean leaves their topic in doubt (``_topic_in_doubt``), and for short
+        answers, where one claim often spans the clauses it was cut into (and encoding the whole costs
+        little).
         """
         compiled = [self.compiled(q) for q, _ in items]
         prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
@@ -265,9 +266,9 @@ class Grader:
             encoded.append(Encoded(c, p, (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32),
                                    sentences, None))
         also_whole = [i for i, e in enumerate(encoded)
-                    if e.vector is not None and e.prepared.segments != [e.prepared.text]
-                    and (len(e.prepared.segments) <= WHOLE_ANSWER_UP_TO_SEGMENTS
-                         or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
+                      if e.vector is not None and e.prepared.segments != [e.prepared.text]
+                      and (len(e.prepared.segments) <= WHOLE_ANSWER_UP_TO_SEGMENTS
+                           or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
         for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
         return encoded
