@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from grader.schema import Rubric
-from grader.text import content_terms, negated, split_sentences
+from grader.text import content_terms, negated, split_sentences, verdict
 
 PROBE_VERSION = 2  # bump when the probes' training data or method changes
 
@@ -89,6 +89,7 @@ class CompiledQuestion:
     correction_terms: list[set[str]] = field(default_factory=list)  # and the reverse
     point_probe: Probe | None = None
     claim_probe: Probe | None = None
+    verdict: int = 0  # the references' answer to a yes/no or true/false question (1, -1; 0: none or mixed)
 
     @classmethod
     def build(cls, rubric: Rubric) -> CompiledQuestion:
@@ -107,6 +108,8 @@ class CompiledQuestion:
             compiled.claim_terms.append(wrong - right)
             compiled.claim_negated.append({lang: negated(misconception.claim.get(lang)) for lang in ("zh", "en")})
             compiled.correction_terms.append(right - wrong)
+        verdicts = {verdict(text) for reference in rubric.references for text in (reference.zh, reference.en)} - {0}
+        compiled.verdict = verdicts.pop() if len(verdicts) == 1 else 0
         return compiled
 
     def all_rows(self) -> list[Rows]:

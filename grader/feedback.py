@@ -7,6 +7,7 @@ from grader.schema import ErrorResult, Lang, PointResult
 _FLAG_TEXT = {
     "empty": ("No answer was given.", "没有作答。"),
     "dont_know": ("The answer says you don't know; try stating what you do know.", "回答表示不知道;可以先说出你了解的部分。"),
+    "contradicts_reference": ("The answer opens with the opposite verdict (yes/no, true/false) to the reference answer's.", "回答开头的判断(对/错、能/不能)与参考答案相反。"),
     "copied_question": ("The answer repeats the question instead of answering it.", "回答只是重复了题目,没有作答。"),
     "keyword_stuffing": ("The answer lists keywords without explaining them; explain how and why.", "回答只罗列了关键词,没有解释;请说明原理和原因。"),
     "shuffled": ("The answer's words are out of order and do not form sentences.", "回答的词语顺序混乱,不成句子。"),

@@ -54,7 +54,7 @@ from grader.scoring import (
     model_slug,
 )
 from grader.similarity import cos_matrix, euclidean_matrix
-from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, words
+from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, verdict, words
 
 # Answers of up to this many sentences (or clauses) are also encoded whole: see ``Grader._encode``.
 WHOLE_ANSWER_UP_TO_SEGMENTS = 2
@@ -347,6 +347,7 @@ class Grader:
             "injection_cos": injection_cos,
             "shape": list_shape(p.text, p.language),
             "dont_know": is_dont_know(p.text),
+            "verdict_clash": verdict(p.text) * c.verdict < 0,
             "lang": p.language,
         }
 
@@ -485,6 +486,8 @@ class Grader:
         flags: list[str] = []
         if f["dont_know"]:
             flags.append("dont_know")
+        if f["verdict_clash"]:
+            flags.append("contradicts_reference")
         if f["copied"] >= 0.8 and len(p.text) <= 2.5 * max(len(" ".join(split_sentences(p.text))), 1):
             if f["question_cos"] >= f["ref_cos"]:
                 flags.append("copied_question")

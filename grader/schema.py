@@ -230,6 +230,7 @@ class JudgeInfo(_Strict):
 Flag = Literal[
     "empty",
     "dont_know",
+    "contradicts_reference",
     "copied_question",
     "keyword_stuffing",
     "shuffled",

@@ -66,6 +66,28 @@ def negated(text: str) -> bool:
     return bool(_NEGATION_EN.search(text) or _NEGATION_ZH.search(_NOT_NEGATION_ZH.sub("", text)))
 
 
+# A verdict word opens the text and stands alone: "对，" is a verdict, "对于" is not. English ones need
+# punctuation after them ("No." is one; "No matter how deep ..." and "Right now ..." are not).
+_ZH_END = r"(?=$|[\s,，。.!！;；:：、(（])"
+_EN_END = r"(?=$|[,，。.!！;；:：])"
+_VERDICT_LEAD = re.compile(r"^[\s\W_]*(?:(?:答案?|回答|answer)[:：])?[\s\W_]*", re.I)
+_VERDICT_NO = re.compile(rf"^(?:(?:不正确|不对|不是|不能|不可以|不可能|不一定|错误|错|否){_ZH_END}"
+                         rf"|(?:no|not necessarily|not true|false|wrong|incorrect){_EN_END})", re.I)
+_VERDICT_YES = re.compile(rf"^(?:(?:正确|对的|对|是的|是|可以|能){_ZH_END}|(?:yes|true|right|correct){_EN_END})", re.I)
+
+
+def verdict(text: str) -> int:
+    """How the text answers a yes/no or true/false question in its first words: 1 yes, -1 no, 0 neither.
+
+    >>> verdict("错误。例如进栈序列为 123"), verdict("对，后进先出"), verdict("对于单链表"), verdict("No, it is not")
+    (-1, 1, 0, -1)
+    """
+    head = _VERDICT_LEAD.sub("", unicodedata.normalize("NFKC", text), count=1)
+    if _VERDICT_NO.match(head):
+        return -1
+    return 1 if _VERDICT_YES.match(head) else 0
+
+
 @dataclass(frozen=True)
 class Prepared:
     """An answer ready to embed."""

@@ -155,3 +155,16 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     assert stale.exemplars is None and stale.score == cold.score
     assert sum(add_graded(grader, graded[:2]).values()) == 2  # the stale ones are dropped, not mixed in
     assert grader.grade(question, partial).exemplars.count == 2
+
+
+def test_an_answer_with_the_opposite_verdict_to_the_references_is_flagged_and_capped(grader):
+    question = CustomQuestion(question="判断正误并解释:n 个元素进栈后,出栈顺序一定与进栈顺序相反。",
+                              references=["错误。进栈与出栈可以交替进行,例如按 1、2、3 进栈时"
+                                          "可以得到 1、3、2 的出栈序列。"])
+    wrong = grader.grade(question, "正确,栈是后进先出的,出栈顺序与进栈顺序相反。")
+    right = grader.grade(question, "错误。进栈和出栈可以交替,比如 1 进 1 出,再 2、3 进栈,得到 1、3、2。")
+    no_verdict = grader.grade(question, "进栈和出栈可以交替进行,所以出栈序列不唯一。")
+    assert "contradicts_reference" in wrong.flags and wrong.score <= grader.calibration.caps["contradicts_reference"]
+    assert "参考答案相反" in wrong.feedback
+    assert "contradicts_reference" not in right.flags + no_verdict.flags
+    assert right.score > wrong.score

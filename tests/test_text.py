@@ -1,4 +1,4 @@
-from grader.text import detect_language, normalise, prepare, split_sentences
+from grader.text import detect_language, normalise, prepare, split_sentences, verdict
 
 
 def test_english_sentences_keep_decimals_and_abbreviations():
@@ -41,3 +41,15 @@ def test_long_answer_is_capped_at_a_sentence_boundary():
     prepared = prepare("Attention mixes tokens. " * 1000, max_chars=500)
     assert prepared.truncated and prepared.original_chars == 24000
     assert len(prepared.text) <= 500 and prepared.text.endswith(".")
+
+
+def test_verdict_reads_only_a_standalone_yes_or_no_at_the_start():
+    assert [verdict(t) for t in ("错误。例如进栈序列为 123", "答：不对,栈底元素可以删除", "不一定;还要看数据",
+                                 "No. No such proof exists", "False, it is not",
+                                 "Not necessarily: it depends")] == [-1] * 6
+    assert [verdict(t) for t in ("正确,后进先出", "对。", "可以。第一层只要向量", "Yes, but only padding",
+                                 "True.")] == [1] * 5
+    # the same words that do not answer yes or no
+    assert [verdict(t) for t in ("对于单链表,删除需要前驱", "是一种后进先出的结构", "能否删除取决于指针",
+                                 "Right now the model", "No matter how deep", "Correctness depends on",
+                                 "错误率下降了")] == [0] * 7
