@@ -34,6 +34,9 @@ class FeatureTable:
     vectors: np.ndarray  # (n, dim) answer embeddings, for exemplars
     questions: np.ndarray  # question ids
     folds: np.ndarray  # the dataset's folds ("" when none)
+    # highest score (fraction) the grader's rules allow: an answer opening with the opposite verdict to the
+    # references' is capped like any graded one (the gaming detectors' caps are not applied in evaluation)
+    ceiling: np.ndarray
 
     def save(self, path: Path) -> None:
         np.savez(path, **self.__dict__)
@@ -48,10 +51,12 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     records = graded.records
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
-    rows, empty, vectors = [], [], []
+    rows, empty, vectors, ceiling = [], [], [], []
+    clash_cap = grader.calibration.caps.get("contradicts_reference", 10.0) / 10.0
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
         empty.append(raw is None)
+        ceiling.append(clash_cap if raw is not None and raw["verdict_clash"] else 1.0)
         if raw is None:
             rows.append([0.0] * len(FEATURES))
             vectors.append(np.zeros(grader.embedder.dim, dtype=np.float32))
@@ -66,6 +71,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         vectors=np.stack(vectors),
         questions=np.array([r.question_id for r in records]),
         folds=np.array([r.fold or "" for r in records]),
+        ceiling=np.array(ceiling),
     )
 
 

@@ -99,6 +99,7 @@ def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: 
                              fixed_base=base[:n][keep] if rubric is not None else None)
         predicted = warm_predict(base, blend, both.y, both.vectors, both.questions, np.flatnonzero(~train.empty),
                                  rows)
+    predicted = np.minimum(predicted, test.ceiling)
     predicted[test.empty] = 0.0
     return predicted
 

@@ -66,7 +66,9 @@ def build(data: Path | None) -> str:
              "residuals of the same question's exemplars) are fitted on that fold's training answers only.",
              "Questions are graded as custom questions (question text + references; key points derived from",
              "reference sentences). Exemplars (warm) are training-fold answers of the same question. QWK is on",
-             "the dataset's integer grades (Mohler 0-5, ADS 0-10). Caps for gaming flags are not applied here.",
+             "the dataset's integer grades (Mohler 0-5, ADS 0-10). Caps for gaming flags are not applied here;",
+             "the correctness cap is, as in grading: an answer opening with the opposite verdict (yes/no,",
+             "true/false) to the references' (`contradicts_reference`) scores at most 1/10.",
              "The \"bank score formula\" rows score the same answers the way bank and tenant rubrics are scored",
              "(the fixed coverage + reference formula of the bank's calibration, nothing fitted on these data),",
              "with and without that formula's own exemplar blend: they show what graded exemplars do for a",
@@ -147,6 +149,29 @@ TRIED = [
     "training SD (it chose 0.8-1.6): Mohler r 0.576, ADS cold 0.626, warm 0.747 (among 0.2, 0.4 and 0.8: "
     "0.576, 0.622, 0.748), against 0.572 / 0.611 / 0.756 at the shipped 0.2; not shipped: warm falls, and "
     "a blur of a whole SD flattens what the trees learned.",
+    "The `contradicts_reference` cap (shipped; a rule of the grader, at 1/10 like `off_topic`, not fitted): ADS "
+    "cold r 0.609 -> 0.664, warm 0.747 -> 0.766; Mohler unchanged (none of its references opens with a "
+    "verdict). Teachers gave the 41 flagged ADS answers 0.07/10 on average. The same verdict clash as a "
+    "feature of the trees instead (the quicker model below): ADS cold 0.611-0.614 against 0.613, since only "
+    "three questions carry a verdict and a fold's trees rarely see it matter.",
+    "The runs below used a quicker model (the first trees setting, no jitter; Mohler r 0.567, ADS cold 0.613). "
+    "Ungraded answers of the same question (each similarity's z-score or rank among them, or each question's "
+    "mean prediction shrunk toward the overall mean): Mohler 0.574-0.577, ADS cold 0.59-0.61; not shipped, a "
+    "score would also depend on other candidates' answers. all-MiniLM-L6-v2 cosines beside e5's: Mohler 0.572. "
+    "Reference cosine of texts with the question's words removed before encoding (one more forward pass): "
+    "alone Mohler r 0.517 (e5 cosine 0.493), ADS 0.534 (0.244), yet added to the features Mohler 0.574 and ADS "
+    "0.612.",
+    "Token alignment revisited, from sentence token states (which the packed sentence pass already computes) "
+    "and without idf: as strong as from the whole answer (Mohler r 0.528-0.534 alone). Mohler 0.572-0.583 "
+    "with the trees, 0.590 with a sign-constrained ridge, 0.603 / RMSE 0.875 with an unconstrained ridge (not "
+    "monotone); the learner chosen per fold by inner question-grouped CV among trees, sign-constrained ridge "
+    "and their mean: Mohler 0.583 / 0.892 but ADS cold 0.577 (trees alone 0.598). Not shipped: nothing that "
+    "lifted Mohler kept ADS.",
+    "Whether the answer contains the reference's formulas and numbers (O(1), 2^(n-1), n/2): ADS cold 0.595-0.620 "
+    "depending on details of the tokenising; too unstable to ship.",
+    "Warm neighbours by token alignment (BERTScore F1 between two answers) instead of vector cosine: a plain "
+    "10-nearest vote on ADS r 0.632 -> 0.675 (by sentence-vector alignment 0.652); not built, the exemplar "
+    "store would have to keep every exemplar's token states.",
 ]
 
 
