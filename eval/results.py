@@ -67,7 +67,7 @@ def build(data: Path | None) -> str:
              "Questions are graded as custom questions (question text + references; key points derived from",
              "reference sentences). Exemplars (warm) are training-fold answers of the same question. QWK is on",
              "the dataset's integer grades (Mohler 0-5, ADS 0-10). Caps for gaming flags are not applied here;",
-             "the correctness cap is, as in grading: an answer opening with the opposite verdict (yes/no,",
+             "the correctness cap is applied as in grading: an answer opening with the opposite verdict (yes/no,",
              "true/false) to the references' (`contradicts_reference`) scores at most 1/10.",
              "The \"bank score formula\" rows score the same answers the way bank and tenant rubrics are scored",
              "(the fixed coverage + reference formula of the bank's calibration, nothing fitted on these data),",
