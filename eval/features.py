@@ -52,7 +52,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
     rows, empty, vectors, ceiling = [], [], [], []
-    clash_cap = grader.calibration.caps.get("contradicts_reference", 10.0) / 10.0
+    clash_cap = grader.calibration.apply_caps(10.0, ["contradicts_reference"]) / 10.0
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
         empty.append(raw is None)

@@ -67,10 +67,11 @@ def negated(text: str) -> bool:
 
 
 # A verdict word opens the text and stands alone: "对，" is a verdict, "对于" is not. English ones need
-# punctuation after them ("No." is one; "No matter how deep ..." and "Right now ..." are not).
-_ZH_END = r"(?=$|[\s,，。.!！;；:：、(（])"
-_EN_END = r"(?=$|[,，。.!！;；:：])"
-_VERDICT_LEAD = re.compile(r"^[\s\W_]*(?:(?:答案?|回答|answer)[:：])?[\s\W_]*", re.I)
+# punctuation after them ("No." is one; "No matter how deep ..." and "Right now ..." are not). The text is
+# NFKC-normalised first, so full-width ，！；：（ read as their ASCII forms.
+_ZH_END = r"(?=$|[\s,.!;:(。、])"
+_EN_END = r"(?=$|[,.!;:。])"
+_VERDICT_LEAD = re.compile(r"^[\s\W_]*(?:(?:答案?|回答|answer):)?[\s\W_]*", re.I)
 _VERDICT_NO = re.compile(rf"^(?:(?:不正确|不对|不是|不能|不可以|不可能|不一定|错误|错|否){_ZH_END}"
                          rf"|(?:no|not necessarily|not true|false|wrong|incorrect){_EN_END})", re.I)
 _VERDICT_YES = re.compile(rf"^(?:(?:正确|对的|对|是的|是|可以|能){_ZH_END}|(?:yes|true|right|correct){_EN_END})", re.I)
