@@ -34,8 +34,8 @@ class FeatureTable:
     vectors: np.ndarray  # (n, dim) answer embeddings, for exemplars
     questions: np.ndarray  # question ids
     folds: np.ndarray  # the dataset's folds ("" when none)
-    # highest score (fraction) the grader's rules allow: an answer opening with the opposite verdict to the
-    # references' is capped like any graded one (the gaming detectors' caps are not applied in evaluation)
+    # highest score (fraction) the grader's caps allow each answer, as grading applies them (every flag that
+    # caps a graded answer's score caps it here)
     ceiling: np.ndarray
 
     def save(self, path: Path) -> None:
@@ -52,11 +52,11 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
     rows, empty, vectors, ceiling = [], [], [], []
-    clash_cap = grader.calibration.apply_caps(10.0, ["contradicts_reference"]) / 10.0
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
         empty.append(raw is None)
-        ceiling.append(clash_cap if raw is not None and raw["verdict_clash"] else 1.0)
+        flags = grader.capping_flags(question, answer, raw) if raw is not None else []
+        ceiling.append(grader.calibration.apply_caps(10.0, flags) / 10.0)
         if raw is None:
             rows.append([0.0] * len(FEATURES))
             vectors.append(np.zeros(grader.embedder.dim, dtype=np.float32))

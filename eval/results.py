@@ -66,9 +66,10 @@ def build(data: Path | None) -> str:
              "residuals of the same question's exemplars) are fitted on that fold's training answers only.",
              "Questions are graded as custom questions (question text + references; key points derived from",
              "reference sentences). Exemplars (warm) are training-fold answers of the same question. QWK is on",
-             "the dataset's integer grades (Mohler 0-5, ADS 0-10). Caps for gaming flags are not applied here;",
-             "the correctness cap is applied as in grading: an answer opening with the opposite verdict (yes/no,",
-             "true/false) to the references' (`contradicts_reference`) scores at most 1/10.",
+             "the dataset's integer grades (Mohler 0-5, ADS 0-10). Every cap is applied as grading applies it",
+             "to a custom question, so these are the scores a platform is served: an answer flagged as copying",
+             "the question, a keyword list, text aimed at the grader, \"I don't know\", or opening with the",
+             "opposite verdict (yes/no, true/false) to the references' scores at most that flag's cap.",
              "The \"bank score formula\" rows score the same answers the way bank and tenant rubrics are scored",
              "(the fixed coverage + reference formula of the bank's calibration, nothing fitted on these data),",
              "with and without that formula's own exemplar blend: they show what graded exemplars do for a",
@@ -172,6 +173,18 @@ TRIED = [
     "Warm neighbours by token alignment (BERTScore F1 between two answers) instead of vector cosine: a plain "
     "10-nearest vote on ADS r 0.632 -> 0.675 (by sentence-vector alignment 0.652); not built, the exemplar "
     "store would have to keep every exemplar's token states.",
+    "Until this version only the correctness cap was applied here. Every cap as served, with the detectors "
+    "as they were, gave Mohler r 0.532 / RMSE 0.945 (against 0.568 / 0.905) and ADS cold 0.623 (against 0.664): "
+    "real answers were capped as copying the question when they restate it and add the answer (12 on Mohler, "
+    "graded 6.0/10 on average), as keyword lists when they list formulas (\"n/2\" split at the slash) or name "
+    "the things the question asks for (8 on Mohler at 7.9/10, 37 on ADS at 7.2/10), and as text aimed at the "
+    "grader when they open with \"答:\" on a line of its own (3 on ADS at 8.3/10). The detectors now ask that a copy "
+    "add no word of its own, that a keyword list hold words and not be the form of the references' own "
+    "answer, and that a segment have four words before its likeness to an instruction counts; the same "
+    "made-up gaming answers are caught (keyword lists 0.836, copies 0.99 of the calibration's).",
+    "Warm, other residual learners over the same base (fixed weights, the best of each, so optimistic): ridge "
+    "on answer embeddings 0.769, ridge on character 1-3-gram TF-IDF 0.773, both 0.782, kNN by token-alignment "
+    "F1 0.752, ridge on the standardised grader features 0.717; none reaches 0.80.",
 ]
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from grader.detectors import is_enumeration
 from grader.schema import Rubric
-from grader.text import content_terms, negated, split_sentences, verdict
+from grader.text import content_terms, detect_language, negated, split_sentences, verdict
 
 PROBE_VERSION = 2  # bump when the probes' training data or method changes
 
@@ -90,6 +91,8 @@ class CompiledQuestion:
     point_probe: Probe | None = None
     claim_probe: Probe | None = None
     verdict: int = 0  # the references' answer to a yes/no or true/false question (1, -1; 0: none or mixed)
+    reference_enumerates: bool = False  # a reference that only names things makes list answers fair
+    question_terms: set[str] = field(default_factory=set)  # an answer adding none of its own only copies the question
 
     @classmethod
     def build(cls, rubric: Rubric) -> CompiledQuestion:
@@ -108,6 +111,9 @@ class CompiledQuestion:
             compiled.claim_terms.append(wrong - right)
             compiled.claim_negated.append({lang: negated(misconception.claim.get(lang)) for lang in ("zh", "en")})
             compiled.correction_terms.append(right - wrong)
+        compiled.reference_enumerates = any(is_enumeration(text, detect_language(text))
+                                            for r in rubric.references for text in (r.zh, r.en))
+        compiled.question_terms = content_terms(" ".join([rubric.question.zh, rubric.question.en, *rubric.variants]))
         verdicts = {verdict(text) for reference in rubric.references for text in (reference.zh, reference.en)} - {0}
         compiled.verdict = verdicts.pop() if len(verdicts) == 1 else 0
         return compiled

@@ -49,7 +49,11 @@ _INJECTION = [
 ]
 _INJECTION_RE = re.compile("|".join(f"(?:{p})" for p in _INJECTION), re.I | re.M)
 
-_LIST_SEPARATORS = re.compile(r"[,，、;；|/\n]+")
+# not "/": formulas such as n/2 are no lists
+_LIST_SEPARATORS = re.compile(r"[,，、;；|\n]+")
+_HAS_WORD = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff]")
+# fewer words than this cannot carry an instruction to the grader ("答:" alone sits near the prototypes)
+MIN_INSTRUCTION_WORDS = 4
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ def injection_evidence(text: str) -> list[str]:
 
 
 def list_shape(text: str, lang: Lang) -> ListShape:
-    items = [item for item in _LIST_SEPARATORS.split(text) if item.strip()]
+    """Items are the pieces between separators that hold a word (numbers alone, as in "2, 9, 5", are no keywords)."""
+    items = [item for item in _LIST_SEPARATORS.split(text) if _HAS_WORD.search(item)]
     tokens = words(text)
     if not tokens:
         return ListShape(0, 0.0, 0.0)
@@ -83,6 +88,17 @@ def list_shape(text: str, lang: Lang) -> ListShape:
         function = sum(1 for t in tokens if t in FUNCTION_WORDS_EN)
         sizes = [len(words(item)) for item in items]
     return ListShape(len(items), sum(sizes) / max(len(sizes), 1), function / len(tokens))
+
+
+_ENUMERATORS = re.compile(r"[,，、;；|\n]+|\s+(?:and|or)\s+|[和与及或]")
+
+
+def is_enumeration(text: str, lang: Lang) -> bool:
+    """Whether ``text`` only names a few things ("push and pop", "私有、公有和保护"): where a reference is
+    such a list, a list of short items is a fair answer, not keyword stuffing."""
+    items = [item for item in _ENUMERATORS.split(text.strip(" .。")) if _HAS_WORD.search(item)]
+    scale = 2 if lang == "zh" else 1  # two Han characters count as about one word
+    return len(items) >= 2 and max(len(words(item)) / scale for item in items) <= 4
 
 
 def copied_fraction(answer: str, question: str) -> float:

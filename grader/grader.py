@@ -20,6 +20,7 @@ from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
 from grader.custom_model import ExemplarBlend, blend_exemplars, load_custom_model
 from grader.detectors import (
+    MIN_INSTRUCTION_WORDS,
     broken_grammar_rate,
     copied_fraction,
     fluency_ratio,
@@ -54,7 +55,7 @@ from grader.scoring import (
     model_slug,
 )
 from grader.similarity import cos_matrix, euclidean_matrix
-from grader.text import MAX_ANSWER_CHARS, Prepared, prepare, split_sentences, verdict, words
+from grader.text import MAX_ANSWER_CHARS, Prepared, content_terms, prepare, split_sentences, verdict, words
 
 # Answers of up to this many sentences (or clauses) are also encoded whole: see ``Grader._encode``.
 WHOLE_ANSWER_UP_TO_SEGMENTS = 2
@@ -296,6 +297,7 @@ class Grader:
         cal = self.calibration
         rubric = c.rubric
         injection_cos = cos_matrix(segment_vecs, self._injection_vectors).max(1)
+        injection_cos[[len(words(s)) < MIN_INSTRUCTION_WORDS for s in p.segments]] = -1.0
         near = cal.scale(injection_cos, p.language)
         injected = [bool(injection_evidence(s)) or bool(n >= cal.injection_similarity)
                     for s, n in zip(p.segments, near, strict=True)]
@@ -340,6 +342,8 @@ class Grader:
             "answer_vector": answer_vec,
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
             "copied": copied_fraction(p.text, question_text),
+            "adds_to_question": bool(content_terms(p.text) - c.question_terms),
+            "reference_enumerates": c.reference_enumerates,
             "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
             "grammar": broken_grammar_rate(p.text) if p.language == "en" else 0.0,
             "injection": injection_evidence(p.text + " " + p.hidden_text),
@@ -372,9 +376,7 @@ class Grader:
         f = self.features(c, p, answer_vec, segment_vecs, whole_vec)
         point_p, errors, reference, coverage, score, label, blend = self._assess(c, p, f)
         flags = self._flags(f, p, hint)
-        # the off-topic and word-order checks are fitted on the bank's subject and wording; on other
-        # subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5): shown, not capped
-        capping = [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
+        capping = self._capping(c, flags)
         used = None
         found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec, self._basis(c))
                  if blend is not None and self.exemplars is not None and exemplar_key else None)
@@ -402,6 +404,16 @@ class Grader:
             model=self.embedder.vector_id, calibration=label, language=p.language,
             answer_chars=p.original_chars, graded_chars=len(p.text), timing_ms=0.0,
         )
+
+    def _capping(self, c: CompiledQuestion, flags: list[str]) -> list[str]:
+        """The flags that bound the score. The off-topic and word-order checks are fitted on the bank's subject
+        and wording; on other subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5), so on a
+        custom question they are shown, not capped."""
+        return [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
+
+    def capping_flags(self, question: str | CustomQuestion | Rubric, answer: str, raw: dict) -> list[str]:
+        """The flags that bound the score of ``answer``, whose ``features_many`` row is ``raw``."""
+        return self._capping(self.compiled(question), self._flags(raw, prepare(answer, self.max_answer_chars), None))
 
     def _is_custom(self, c: CompiledQuestion) -> bool:
         """Scored by the custom-question model (a question given by its references only)."""
@@ -489,11 +501,9 @@ class Grader:
         if f["verdict_clash"]:
             flags.append("contradicts_reference")
         if f["copied"] >= 0.8 and len(p.text) <= 2.5 * max(len(" ".join(split_sentences(p.text))), 1):
-            if f["question_cos"] >= f["ref_cos"]:
+            if f["question_cos"] >= f["ref_cos"] and not f["adds_to_question"]:
                 flags.append("copied_question")
-        shape = f["shape"]
-        if (shape.items >= cal.stuffing_min_items and shape.mean_item_words <= cal.stuffing_max_item_words
-                and shape.function_ratio <= cal.stuffing_max_function_ratio):
+        if cal.keyword_list(f["shape"]) and not f["reference_enumerates"]:
             flags.append("keyword_stuffing")
         if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
             flags.append("shuffled")

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from grader.detectors import ListShape
 from grader.schema import Lang, Severity
 from grader.text import detect_language
 
@@ -94,6 +95,11 @@ class Calibration(BaseModel):
         ``off_topic_margin``; whether to encode the whole answer asks the same with ``off_topic_gate``)."""
         margin = self.off_topic_margin if margin is None else margin
         return float(self.scale(own, lang)) < self.off_topic_floor or self.topic_gap(own, other, lang) >= margin
+
+    def keyword_list(self, shape: ListShape) -> bool:
+        """Many short items and few function words: the shape of a keyword-stuffed answer."""
+        return (shape.items >= self.stuffing_min_items and shape.mean_item_words <= self.stuffing_max_item_words
+                and shape.function_ratio <= self.stuffing_max_function_ratio)
 
     def final_score(self, coverage: float, reference: float, severities: list[Severity]) -> float:
         base = self.score.coverage_weight * coverage + self.score.reference_weight * reference + self.score.bias

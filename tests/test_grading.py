@@ -62,6 +62,24 @@ def test_keyword_list_is_flagged(grader):
         assert "keyword_stuffing" in result.flags and result.score <= 2.5
 
 
+def test_real_answers_shaped_like_gaming_are_not_capped(grader):
+    """Answers that restate the question and then answer it, list what a list question asks for, give
+    formulas, or open with "答:" on a line of its own are answers: none of the gaming caps applies."""
+    search = CustomQuestion(question="What is the time complexity of binary search on a sorted array?",
+                            references=["Logarithmic: O(log n) comparisons, since each step halves the range."])
+    restated = grader.grade(search, "The time complexity of binary search on a sorted array is log n.")
+    assert "copied_question" not in restated.flags and restated.score > 5
+    assert "copied_question" in grader.grade(search, search.question).flags
+    stack = CustomQuestion(question="What are the basic operations of a stack?", references=["push and pop"])
+    listed = grader.grade(stack, "push, pop, peek, isEmpty")
+    assert "keyword_stuffing" not in listed.flags and listed.score > 2.5
+    linear = CustomQuestion(question="顺序查找成功时平均比较多少次？不成功时呢？",
+                            references=["成功时平均比较 (n+1)/2 次，不成功时比较 n+1 次。"])
+    for text in ("(n+1)/2\nn/2+n/2+1", "答:\n成功时平均比较 (n+1)/2 次，不成功时要比较 n+1 次。"):
+        result = grader.grade(linear, text)
+        assert not {"keyword_stuffing", "injection_suspected"} & set(result.flags) and result.score > 5, (text, result)
+
+
 def test_word_shuffled_copy_of_a_good_answer_is_flagged(grader):
     words = EXAMPLES[0]["answer"].split()
     shuffled = " ".join(words[i] for i in sorted(range(len(words)), key=lambda i: (i * 7919) % len(words)))
