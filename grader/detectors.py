@@ -90,7 +90,7 @@ def list_shape(text: str, lang: Lang) -> ListShape:
     return ListShape(len(items), sum(sizes) / max(len(sizes), 1), function / len(tokens))
 
 
-_ENUMERATORS = re.compile(r"[,，、;；|\n]+|\s+(?:and|or)\s+|[和与及或]")
+_ENUMERATORS = re.compile(rf"{_LIST_SEPARATORS.pattern}|\s+(?:and|or)\s+|[和与及或]")
 
 
 def is_enumeration(text: str, lang: Lang) -> bool:

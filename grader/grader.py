@@ -342,8 +342,6 @@ class Grader:
             "answer_vector": answer_vec,
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
             "copied": copied_fraction(p.text, question_text),
-            "adds_to_question": bool(content_terms(p.text) - c.question_terms),
-            "reference_enumerates": c.reference_enumerates,
             "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
             "grammar": broken_grammar_rate(p.text) if p.language == "en" else 0.0,
             "injection": injection_evidence(p.text + " " + p.hidden_text),
@@ -375,7 +373,7 @@ class Grader:
         rubric = c.rubric
         f = self.features(c, p, answer_vec, segment_vecs, whole_vec)
         point_p, errors, reference, coverage, score, label, blend = self._assess(c, p, f)
-        flags = self._flags(f, p, hint)
+        flags = self._flags(c, f, p, hint)
         capping = self._capping(c, flags)
         used = None
         found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec, self._basis(c))
@@ -413,7 +411,8 @@ class Grader:
 
     def capping_flags(self, question: str | CustomQuestion | Rubric, answer: str, raw: dict) -> list[str]:
         """The flags that bound the score of ``answer``, whose ``features_many`` row is ``raw``."""
-        return self._capping(self.compiled(question), self._flags(raw, prepare(answer, self.max_answer_chars), None))
+        c = self.compiled(question)
+        return self._capping(c, self._flags(c, raw, prepare(answer, self.max_answer_chars), None))
 
     def _is_custom(self, c: CompiledQuestion) -> bool:
         """Scored by the custom-question model (a question given by its references only)."""
@@ -493,7 +492,7 @@ class Grader:
         return [(self._assess(e.compiled, e.prepared, self.features(*e)).score, e.vector) if e.prepared.text else None
                 for e in self._encode(items, self.cache.encode)]
 
-    def _flags(self, f: dict, p: Prepared, hint: Lang | None) -> list[str]:
+    def _flags(self, c: CompiledQuestion, f: dict, p: Prepared, hint: Lang | None) -> list[str]:
         cal = self.calibration
         flags: list[str] = []
         if f["dont_know"]:
@@ -501,9 +500,9 @@ class Grader:
         if f["verdict_clash"]:
             flags.append("contradicts_reference")
         if f["copied"] >= 0.8 and len(p.text) <= 2.5 * max(len(" ".join(split_sentences(p.text))), 1):
-            if f["question_cos"] >= f["ref_cos"] and not f["adds_to_question"]:
+            if f["question_cos"] >= f["ref_cos"] and not content_terms(p.text) - c.question_terms:
                 flags.append("copied_question")
-        if cal.keyword_list(f["shape"]) and not f["reference_enumerates"]:
+        if cal.keyword_list(f["shape"]) and not c.reference_enumerates:
             flags.append("keyword_stuffing")
         if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
             flags.append("shuffled")
