@@ -287,13 +287,14 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, cal: Calibration, gate: fl
                            "whole_answers_encoded": f"{sum(f['whole_encoded'] for f in g_feats)} of {len(g_feats)}"}
     # Shuffled: an answer with no more familiar word pairs than its own re-shuffles.
     long_enough = [f for r, f in zip(genuine, g_feats, strict=True) if len(words(r["answer"])) >= 8]
-    g_sh = np.array([f["fluency"] for f in long_enough])
-    x_sh = values(gaming, x_feats, lambda f: f["fluency"], "shuffled")
+    g_sh = np.array([f["fluency"].ratio for f in long_enough])
+    x_sh = values(gaming, x_feats, lambda f: f["fluency"].ratio, "shuffled")
+    x_judgeable = values(gaming, x_feats, lambda f: f["fluency"].judgeable, "shuffled")
     shuffle = round(float(g_sh.min() - 0.05), 3)
     g_gr = np.array([f["grammar"] for f in long_enough])
     x_gr = values(gaming, x_feats, lambda f: f["grammar"], "shuffled")
     grammar = round(float(g_gr.max() + 0.05), 3)
-    caught = (x_sh <= shuffle) | (x_gr >= grammar)
+    caught = ((x_sh <= shuffle) & x_judgeable) | (x_gr >= grammar)
     report["shuffled"] = {"fluency_threshold": shuffle, "grammar_threshold": grammar,
                           "recall": round(float(caught.mean()), 3)}
     # Keyword stuffing: many short list items and few function words.

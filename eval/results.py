@@ -68,8 +68,8 @@ def build(data: Path | None) -> str:
              "reference sentences). Exemplars (warm) are training-fold answers of the same question. QWK is on",
              "the dataset's integer grades (Mohler 0-5, ADS 0-10). Every cap is applied as grading applies it",
              "to a custom question, so these are the scores a platform is served: an answer flagged as copying",
-             "the question, a keyword list, text aimed at the grader, \"I don't know\", or opening with the",
-             "opposite verdict (yes/no, true/false) to the references' scores at most that flag's cap.",
+             "the question, a keyword list, text aimed at the grader, \"I don't know\", off topic, or opening with",
+             "the opposite verdict (yes/no, true/false) to the references' scores at most that flag's cap.",
              "The \"bank score formula\" rows score the same answers the way bank and tenant rubrics are scored",
              "(the fixed coverage + reference formula of the bank's calibration, nothing fitted on these data),",
              "with and without that formula's own exemplar blend: they show what graded exemplars do for a",
@@ -183,6 +183,22 @@ TRIED = [
     "answer, and that a segment have four words before its likeness to an instruction counts; of the "
     "calibration's made-up gaming answers, graded, 0.992 of the copies (1.0 before) and 0.817 of the keyword "
     "lists (0.821) are still caught; 4 Mohler answers stay capped as keyword lists (7.5/10 on average).",
+    "\"not answered\" / \"NO ANSWER\" read as `dont_know` (14 Mohler answers, all graded 0, were scored about "
+    "3/5 before): Mohler r 0.562 -> 0.578, RMSE 0.911 -> 0.901. The question's own word pairs as familiar and "
+    "a minimum of evidence for the word-order check (the fluency and grammar features change with it): Mohler "
+    "0.578 -> 0.580, ADS cold 0.666 -> 0.662, warm 0.765 either way. Off-topic capped again on custom "
+    "questions with the rule for reference-only questions (3 genuine Mohler answers flagged, two of them "
+    "graded 5/5): Mohler 0.580 -> 0.574, ADS unchanged.",
+    "Pasted answers to custom questions: another question's answer from the same set, scored by the shipped "
+    "configuration before the off-topic rule above, got 6.5/10 on average on Mohler (97% above 3/10) and "
+    "4.3/10 on ADS (74%); a bank answer (on Transformers) 7.1/10 and 3.4/10. Training each fold's trees also "
+    "on such pairs graded 0 (as many as the genuine answers) brings them to 0.2-1.3/10 but costs Mohler r "
+    "0.581 -> 0.49-0.51 (RMSE 0.90 -> 1.05-1.38) and ADS cold 0.662 -> 0.58-0.64: the trees learn length and "
+    "other cues that tell pasted answers apart. A genuine-vs-pasted classifier over the similarity and overlap "
+    "features (monotone trees or logistic regression), at 0.5-2% false flags on training answers, caught 14-45% "
+    "of Mohler's pasted answers (ADS 5-86%) and cost Mohler r 0.03-0.06 once capped. Not shipped; the off-topic "
+    "rule catches paragraphs on other subjects and bank answers, while an answer to a neighbouring question of "
+    "the same course mostly passes (a known weakness).",
     "Warm, other residual learners over the same base (fixed weights, the best of each, so optimistic): ridge "
     "on answer embeddings 0.769, ridge on character 1-3-gram TF-IDF 0.773, both 0.782, kNN by token-alignment "
     "F1 0.752, ridge on the standardised grader features 0.717; none reaches 0.80.",

@@ -104,7 +104,7 @@ def feature_vector(raw: dict, compiled: CompiledQuestion, answer: str, calibrati
         "copied": raw["copied"],
         "log_chars": math.log1p(len(answer)),
         "length_ratio": math.log((len(answer) + 1) / reference_chars),
-        "fluency": float(min(raw["fluency"], 3.0)),
+        "fluency": float(min(raw["fluency"].ratio, 3.0)),
         "grammar": raw["grammar"],
         "dont_know": float(raw["dont_know"]),
     }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from grader.detectors import is_enumeration
+from grader.detectors import is_enumeration, token_pairs
 from grader.schema import Rubric
 from grader.text import content_terms, detect_language, negated, split_sentences, verdict
 
@@ -93,6 +93,7 @@ class CompiledQuestion:
     verdict: int = 0  # the references' answer to a yes/no or true/false question (1, -1; 0: none or mixed)
     reference_enumerates: bool = False  # a reference that only names things makes list answers fair
     question_terms: set[str] = field(default_factory=set)  # an answer adding none of its own only copies the question
+    word_pairs: set[tuple[str, str]] = field(default_factory=set)  # of its texts: familiar in fluent answers to it
 
     @classmethod
     def build(cls, rubric: Rubric) -> CompiledQuestion:
@@ -114,6 +115,8 @@ class CompiledQuestion:
         compiled.reference_enumerates = any(is_enumeration(text, detect_language(text))
                                             for r in rubric.references for text in (r.zh, r.en))
         compiled.question_terms = content_terms(" ".join([rubric.question.zh, rubric.question.en, *rubric.variants]))
+        compiled.word_pairs = {pair for rows in compiled.all_rows() for text in rows.texts
+                               for pair in token_pairs(text)}
         verdicts = {verdict(text) for reference in rubric.references for text in (reference.zh, reference.en)} - {0}
         compiled.verdict = verdicts.pop() if len(verdicts) == 1 else 0
         return compiled

@@ -23,11 +23,10 @@ from grader.detectors import (
     MIN_INSTRUCTION_WORDS,
     broken_grammar_rate,
     copied_fraction,
-    fluency_ratio,
+    fluency,
     injection_evidence,
     is_dont_know,
     list_shape,
-    token_pairs,
 )
 from grader.embedding import Embedder, EmbeddingCache, get_embedder
 from grader.exemplars import ExemplarStore, question_key
@@ -53,12 +52,16 @@ from grader.scoring import (
     load_anchor_pairs,
     load_calibration,
     model_slug,
+    unrelated_reach,
 )
 from grader.similarity import cos_matrix, euclidean_matrix
 from grader.text import MAX_ANSWER_CHARS, Prepared, content_terms, prepare, split_sentences, verdict, words
 
 # Answers of up to this many sentences (or clauses) are also encoded whole: see ``Grader._encode``.
 WHOLE_ANSWER_UP_TO_SEGMENTS = 2
+# Fewer words (Han characters count one each) are too little text to call shuffled or, for a question given
+# by its references, off topic.
+MIN_WORDS_TO_PLACE = 8
 
 
 class Encoded(NamedTuple):
@@ -130,14 +133,14 @@ class Grader:
         self.exemplars = exemplars
         self._unrelated_texts = [b for _, b in load_anchor_pairs()["unrelated"]]
         self._unrelated = self.cache.encode(self._unrelated_texts)
+        self._unrelated_reach = unrelated_reach(self.calibration, self.cache.encode)
         self._custom: dict[str, CompiledQuestion] = {}
         self._compiled = {c.rubric.id: c for c in self._compile(list(bank))}
         refs = [(i, r) for i, q in enumerate(self._compiled.values()) for r in q.references.vectors]
         self._bank_ids = list(self._compiled)
         self._bank_ref_owner = np.array([i for i, _ in refs], dtype=int)
         self._bank_refs = np.stack([v for _, v in refs]) if refs else np.zeros((0, embedder.dim))
-        self._known_pairs = {pair for c in self._compiled.values() for rows in c.all_rows()
-                             for text in rows.texts for pair in token_pairs(text)}
+        self._known_pairs = {pair for c in self._compiled.values() for pair in c.word_pairs}
         prototypes = yaml.safe_load((CALIBRATION_DIR / "injection_prototypes.yaml").read_text("utf-8"))
         self._injection_vectors = self.cache.encode(prototypes)
 
@@ -342,8 +345,8 @@ class Grader:
             "answer_vector": answer_vec,
             "question_cos": float(cos_matrix(answer_vec, c.questions.vectors).max()),
             "copied": copied_fraction(p.text, question_text),
-            "fluency": fluency_ratio(p.text, p.language, self._known_pairs),
-            "grammar": broken_grammar_rate(p.text) if p.language == "en" else 0.0,
+            "fluency": fluency(p.text, p.language, self._known_pairs, c.word_pairs),
+            "grammar": broken_grammar_rate(p.text, c.word_pairs) if p.language == "en" else 0.0,
             "injection": injection_evidence(p.text + " " + p.hidden_text),
             "injected_segments": sum(injected),
             "injection_cos": injection_cos,
@@ -404,10 +407,10 @@ class Grader:
         )
 
     def _capping(self, c: CompiledQuestion, flags: list[str]) -> list[str]:
-        """The flags that bound the score. The off-topic and word-order checks are fitted on the bank's subject
-        and wording; on other subjects they flagged 11% of Mohler's answers (mean human grade 3.5/5), so on a
-        custom question they are shown, not capped."""
-        return [flag for flag in flags if flag not in ("off_topic", "shuffled")] if self._is_custom(c) else flags
+        """The flags that bound the score. The word-order check knows the bank's wording best: on other
+        subjects it still reads 0.8% of Mohler's and ADS's answers as shuffled (mean human grade 4.0/5 and
+        3.5/10), so on a custom question that flag is shown, not capped."""
+        return [flag for flag in flags if flag != "shuffled"] if self._is_custom(c) else flags
 
     def capping_flags(self, question: str | CustomQuestion | Rubric, answer: str, raw: dict) -> list[str]:
         """The flags that bound the score of ``answer``, whose ``features_many`` row is ``raw``."""
@@ -504,9 +507,12 @@ class Grader:
                 flags.append("copied_question")
         if cal.keyword_list(f["shape"]) and not c.reference_enumerates:
             flags.append("keyword_stuffing")
-        if (f["fluency"] <= cal.shuffle_fluency or f["grammar"] >= cal.shuffle_grammar) and len(words(p.text)) >= 8:
+        order = f["fluency"]
+        long_enough = len(words(p.text)) >= MIN_WORDS_TO_PLACE
+        if long_enough and ((order.judgeable and order.ratio <= cal.shuffle_fluency)
+                            or f["grammar"] >= cal.shuffle_grammar):
             flags.append("shuffled")
-        if cal.off_topic(f["topic_ref_cos"], f["other_ref_cos"], p.language):
+        if self._off_topic(c, f, p.language, long_enough):
             flags.append("off_topic")
         if f["injection"] or f["injected_segments"]:
             flags.append("injection_suspected")
@@ -515,6 +521,20 @@ class Grader:
         if p.truncated:
             flags.append("truncated")
         return flags
+
+    def _off_topic(self, c: CompiledQuestion, f: dict, lang: Lang, long_enough: bool) -> bool:
+        if not c.reference_only:
+            return self.calibration.off_topic(f["topic_ref_cos"], f["other_ref_cos"], lang)
+        # The bank's floor is fitted on its own long references; a platform's reference may be one line, which a
+        # full answer sits far from (that floor flagged 7.4% of Mohler's answers). So the question's text places
+        # the topic too, a few words are not placed at all, and the floor is the closest pair of unrelated anchor
+        # sentences. Measured: 3 of Mohler's 2,273 answers and none of ADS's flagged; paragraphs on other
+        # subjects caught 90% (en) / 68% (zh), answers to bank questions 98% / 93% (by the margin).
+        if not long_enough:
+            return False
+        own = max(f["topic_ref_cos"], f["question_cos"])
+        return (float(self.calibration.scale(own, lang)) < self._unrelated_reach[lang]
+                or self.calibration.topic_gap(own, f["other_ref_cos"], lang) >= self.calibration.off_topic_margin)
 
     def _judged(self, result: GradeResult, c: CompiledQuestion, p: Prepared) -> GradeResult:
         from grader.judge.combine import combine, request_for

@@ -145,6 +145,17 @@ def anchor_bounds(encode) -> tuple[dict[Lang, float], dict[Lang, float]]:
     return means["unrelated"], means["paraphrase"]
 
 
+def unrelated_reach(calibration: Calibration, encode) -> dict[Lang, float]:
+    """Per language, the scaled similarity of the closest unrelated anchor pair: text no closer than this
+    to a question is as far from it as sentences known to be unrelated are from each other."""
+    reach: dict[Lang, float] = {}
+    for lang in ("zh", "en"):
+        chosen = [pair for pair in load_anchor_pairs()["unrelated"] if detect_language(pair[0]) == lang]
+        cosines = (encode([a for a, _ in chosen]) * encode([b for _, b in chosen])).sum(1)
+        reach[lang] = float(np.max(calibration.scale(cosines, lang)))
+    return reach
+
+
 def load_calibration(model_id: str, encode) -> Calibration:
     """The fitted calibration for ``model_id``, or the default one rescaled with this model's anchors."""
     path = calibration_path(model_id)

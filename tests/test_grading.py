@@ -43,9 +43,12 @@ def result_text(result, answer):
 def test_empty_and_dont_know(grader):
     empty = grader.grade("multihead-why", "   ")
     assert empty.score == 0 and empty.flags == ["empty"] and empty.graded_chars == 0
-    for text in ["I don't know.", "不知道"]:
+    # how students leave a question blank in graded sets ("not answered" is 14 of Mohler's answers, all graded 0)
+    for text in ["I don't know.", "不知道", "not answered", "NO ANSWER", "看不懂题目^~^"]:
         result = grader.grade("multihead-why", text)
         assert "dont_know" in result.flags and result.score <= 0.5
+    for text in ["No", "No, not every head needs its own projection."]:  # a real (if short) answer is graded
+        assert "dont_know" not in grader.grade("multihead-why", text).flags
 
 
 def test_copied_question_is_flagged(grader, bank):
@@ -78,6 +81,27 @@ def test_real_answers_shaped_like_gaming_are_not_capped(grader):
     for text in ("(n+1)/2\nn/2+n/2+1", "答:\n成功时平均比较 (n+1)/2 次，不成功时要比较 n+1 次。"):
         result = grader.grade(linear, text)
         assert not {"keyword_stuffing", "injection_suspected"} & set(result.flags) and result.score > 5, (text, result)
+
+
+def test_custom_question_with_one_line_reference_places_topic_by_the_question(grader):
+    """A full answer sits far from a two-word reference: the question's own text places the topic, so it is not
+    called off topic; a paragraph on another subject is, and is capped. Keywords of the subject ("a while",
+    "a do...while") are no broken grammar."""
+    oop = CustomQuestion(question="What are the main benefits of object-oriented programming?",
+                         references=["Abstraction and reusability."])
+    fair = grader.grade(oop, "Objects hide their internal details behind an interface, so code that uses them does "
+                             "not break when the implementation changes, and classes written once can be reused in "
+                             "later programs or extended through inheritance.")
+    assert "off_topic" not in fair.flags and fair.score > 5, fair
+    recipe = grader.grade(oop, "To make the sauce, brown the onions slowly in butter, then add the tomatoes and "
+                               "simmer for twenty minutes.")
+    assert "off_topic" in recipe.flags and recipe.score <= 1.0, recipe
+    assert "off_topic" not in grader.grade(oop, "reuse").flags  # too few words to place
+    loops = CustomQuestion(question="What is the difference between a while loop and a do...while loop?",
+                           references=["The block of a do...while statement executes at least once."])
+    answer = grader.grade(loops, "A while statement checks its condition FIRST, so its block might never execute. "
+                                 "A do...while statement ALWAYS executes its block once and then checks the condition.")
+    assert "shuffled" not in answer.flags and all(p.covered for p in answer.points), answer
 
 
 def test_word_shuffled_copy_of_a_good_answer_is_flagged(grader):
