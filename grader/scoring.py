@@ -132,28 +132,28 @@ def load_anchor_pairs() -> dict[str, list[tuple[str, str]]]:
     return {kind: [tuple(pair) for pair in pairs] for kind, pairs in data.items()}
 
 
-def anchor_bounds(encode) -> tuple[dict[Lang, float], dict[Lang, float]]:
-    """(floor, ceiling) per language: mean cosine of unrelated and of paraphrase anchor pairs."""
-    means: dict[str, dict[Lang, float]] = {}
+def _anchor_cosines(encode) -> dict[str, dict[Lang, np.ndarray]]:
+    """Cosine of each anchor pair, by kind ("unrelated", "paraphrase") and language."""
+    cosines: dict[str, dict[Lang, np.ndarray]] = {}
     for kind, pairs in load_anchor_pairs().items():
-        means[kind] = {}
+        cosines[kind] = {}
         for lang in ("zh", "en"):
             chosen = [pair for pair in pairs if detect_language(pair[0]) == lang]
-            left = encode([a for a, _ in chosen])
-            right = encode([b for _, b in chosen])
-            means[kind][lang] = float(np.mean((left * right).sum(1)))
+            cosines[kind][lang] = (encode([a for a, _ in chosen]) * encode([b for _, b in chosen])).sum(1)
+    return cosines
+
+
+def anchor_bounds(encode) -> tuple[dict[Lang, float], dict[Lang, float]]:
+    """(floor, ceiling) per language: mean cosine of unrelated and of paraphrase anchor pairs."""
+    cosines = _anchor_cosines(encode)
+    means = {kind: {lang: float(np.mean(c)) for lang, c in by_lang.items()} for kind, by_lang in cosines.items()}
     return means["unrelated"], means["paraphrase"]
 
 
 def unrelated_reach(calibration: Calibration, encode) -> dict[Lang, float]:
     """Per language, the scaled similarity of the closest unrelated anchor pair: text no closer than this
     to a question is as far from it as sentences known to be unrelated are from each other."""
-    reach: dict[Lang, float] = {}
-    for lang in ("zh", "en"):
-        chosen = [pair for pair in load_anchor_pairs()["unrelated"] if detect_language(pair[0]) == lang]
-        cosines = (encode([a for a, _ in chosen]) * encode([b for _, b in chosen])).sum(1)
-        reach[lang] = float(np.max(calibration.scale(cosines, lang)))
-    return reach
+    return {lang: float(np.max(calibration.scale(c, lang))) for lang, c in _anchor_cosines(encode)["unrelated"].items()}
 
 
 def load_calibration(model_id: str, encode) -> Calibration:
