@@ -529,12 +529,11 @@ class Grader:
         # full answer sits far from (that floor flagged 7.4% of Mohler's answers). So the question's text places
         # the topic too, a few words are not placed at all, and the floor is the closest pair of unrelated anchor
         # sentences. Measured: 3 of Mohler's 2,273 answers and none of ADS's flagged; paragraphs on other
-        # subjects caught 90% (en) / 68% (zh), answers to bank questions 98% / 93% (by the margin).
+        # subjects caught 86% (en) / 67% (zh), answers to bank questions 98% / 92% (by the margin).
         if not long_enough:
             return False
         own = max(f["topic_ref_cos"], f["question_cos"])
-        return (float(self.calibration.scale(own, lang)) < self._unrelated_reach[lang]
-                or self.calibration.topic_gap(own, f["other_ref_cos"], lang) >= self.calibration.off_topic_margin)
+        return self.calibration.off_topic(own, f["other_ref_cos"], lang, floor=self._unrelated_reach[lang])
 
     def _judged(self, result: GradeResult, c: CompiledQuestion, p: Prepared) -> GradeResult:
         from grader.judge.combine import combine, request_for

@@ -90,11 +90,14 @@ class Calibration(BaseModel):
         (cosines ``own`` and ``other``; -inf when there is no other question)."""
         return float(self.scale(other, lang) - self.scale(own, lang)) if other > -1 else -np.inf
 
-    def off_topic(self, own: float, other: float, lang: Lang, margin: float | None = None) -> bool:
-        """Own reference below the floor, or another question's closer by ``margin`` (default
-        ``off_topic_margin``; whether to encode the whole answer asks the same with ``off_topic_gate``)."""
+    def off_topic(self, own: float, other: float, lang: Lang, margin: float | None = None,
+                  floor: float | None = None) -> bool:
+        """Own reference below ``floor`` (default ``off_topic_floor``), or another question's closer by
+        ``margin`` (default ``off_topic_margin``; whether to encode the whole answer asks the same with
+        ``off_topic_gate``)."""
         margin = self.off_topic_margin if margin is None else margin
-        return float(self.scale(own, lang)) < self.off_topic_floor or self.topic_gap(own, other, lang) >= margin
+        floor = self.off_topic_floor if floor is None else floor
+        return float(self.scale(own, lang)) < floor or self.topic_gap(own, other, lang) >= margin
 
     def keyword_list(self, shape: ListShape) -> bool:
         """Many short items and few function words: the shape of a keyword-stuffed answer."""
