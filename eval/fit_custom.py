@@ -7,7 +7,7 @@ Fits on every answer of the Mohler standard set and the ADS training split toget
 are not in the bank, with two exemplar blends: one over this model's scores, one over the bank's
 score formula (for bank and tenant rubrics, whose scores come from that formula). The same
 functions fit the per-fold models of ``grader eval``, on training folds only; every choice below
-(exemplar blend numbers) is made by cross-validation inside the data given.
+(tree settings, the linear head's share, exemplar blend numbers) is made by cross-validation inside the data given.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import joblib
 import numpy as np
 import sklearn
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from grader.answer_features import FEATURES, FROM_VECTORS, MONOTONE
-from grader.custom_model import CustomModel, ExemplarBlend, custom_model_path
+from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path
 from grader.scoring import ScoreModel
 
 log = logging.getLogger(__name__)
@@ -49,34 +50,75 @@ def _regressor(params: dict, features: tuple[str, ...], rows: int) -> HistGradie
     return HistGradientBoostingRegressor(monotonic_cst=[MONOTONE[f] for f in features], random_state=0, **params)
 
 
-def choose_params(x: np.ndarray, y: np.ndarray, questions: np.ndarray, features: tuple[str, ...]) -> dict:
-    """The ``GRID`` entry with the lowest squared error on inner folds that hold out whole questions."""
-    if len(GRID) == 1 or len(np.unique(questions)) < 3:
-        return GRID[0]
+HEAD_ALPHA = 1.0
+HEAD_SHARES = np.round(np.linspace(0.0, 1.0, 11), 2)  # the head's share in the score, chosen by inner CV
+
+
+def fit_head(x: np.ndarray, pairs: np.ndarray, y: np.ndarray, features: tuple[str, ...],
+             share: float = 1.0) -> LinearHead:
+    """Ridge over the standardised features and the pair vectors, each feature's sign held to MONOTONE."""
+    columns = [FEATURES.index(f) for f in features]
+    raw = x[:, columns]
+    mean, scale = raw.mean(0), raw.std(0)
+    scale[scale == 0] = 1.0
+    z = (raw - mean) / scale
+    sign = np.array([MONOTONE[f] for f in features])
+    held, free = sign != 0, sign == 0
+    # positive=True keeps every weight >= 0: a held feature enters with its sign, a free one and each pair
+    # dimension twice with opposite signs (at the optimum one copy is 0, so the penalty is a plain ridge's)
+    design = np.hstack([z[:, held] * sign[held], z[:, free], -z[:, free], pairs, -pairs])
+    fitted = Ridge(alpha=HEAD_ALPHA, positive=True).fit(design, y)
+    coef = np.split(fitted.coef_, np.cumsum([held.sum(), free.sum(), free.sum(), pairs.shape[1]]))
+    standardised = np.zeros(len(features))
+    standardised[held] = coef[0] * sign[held]
+    standardised[free] = coef[1] - coef[2]
+    weights = standardised / scale
+    return LinearHead(share=share, alpha=HEAD_ALPHA, intercept=float(fitted.intercept_ - (weights * mean).sum()),
+                      weights={f: float(w) for f, w in zip(features, weights, strict=True)},
+                      pair=[float(w) for w in coef[3] - coef[4]])
+
+
+def choose_settings(x: np.ndarray, y: np.ndarray, questions: np.ndarray, features: tuple[str, ...],
+                    pairs: np.ndarray | None = None) -> tuple[dict, float | None]:
+    """The ``GRID`` entry with the lowest squared error on inner folds that hold out whole questions, and
+    with ``pairs`` the head's share (of ``HEAD_SHARES``) that lowers it most beside those trees."""
+    if len(np.unique(questions)) < 3:
+        return GRID[0], None
     splits = question_groups(questions, 5)
     columns = [FEATURES.index(f) for f in features]
-    errors = []
-    for params in GRID:
-        error = 0.0
-        for train, test in splits:
+    trees = np.zeros((len(GRID), len(y)))
+    head = np.zeros(len(y))
+    for train, test in splits:
+        for i, params in enumerate(GRID):
             fitted = _regressor(params, features, len(train)).fit(x[train][:, columns], y[train])
-            error += float(((np.clip(fitted.predict(x[test][:, columns]), 0, 1) - y[test]) ** 2).sum())
-        errors.append(error)
-    return GRID[int(np.argmin(errors))]
+            trees[i, test] = fitted.predict(x[test][:, columns])
+        if pairs is not None:
+            head[test] = fit_head(x[train], pairs[train], y[train], features).predict(x[test], pairs[test])
+    best = int(np.argmin(((np.clip(trees, 0, 1) - y) ** 2).sum(1)))
+    if pairs is None:
+        return GRID[best], None
+    errors = [((np.clip((1 - w) * trees[best] + w * head, 0, 1) - y) ** 2).sum() for w in HEAD_SHARES]
+    return GRID[best], float(HEAD_SHARES[int(np.argmin(errors))])
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, ...] = FEATURES,
-              questions: np.ndarray | None = None, params: dict | None = None) -> CustomModel:
-    """Monotone gradient-boosted trees on the named features; settings ``params``, else chosen by inner
-    CV when ``questions`` is given, else the first ``GRID`` entry."""
-    if params is None:
-        params = choose_params(x, y, questions, features) if questions is not None else GRID[0]
+              questions: np.ndarray | None = None, params: dict | None = None, pairs: np.ndarray | None = None,
+              share: float | None = None) -> CustomModel:
+    """Monotone gradient-boosted trees on the named features, with ``pairs`` (the answers' pair vectors)
+    mixed with a linear head. Settings ``params`` and ``share``, else chosen by inner CV when ``questions``
+    is given, else the first ``GRID`` entry and no head."""
+    if params is None or (pairs is not None and share is None):
+        chosen, chosen_share = choose_settings(x, y, questions, features, pairs) if questions is not None \
+            else (GRID[0], None)
+        params = params or chosen
+        share = chosen_share if share is None else share
     columns = [FEATURES.index(f) for f in features]
     fitted = _regressor(params, features, len(y)).fit(x[:, columns], y)
     smoothing = {f: round(SMOOTHING_WIDTH * float(np.std(x[:, FEATURES.index(f)])), 6)
                  for f in FROM_VECTORS if f in features}
+    head = fit_head(x, pairs, y, features, share) if pairs is not None and share else None
     model = CustomModel(model=model_id, features=list(features), monotone=[MONOTONE[f] for f in features],
-                        params=params, smoothing=smoothing, sklearn=sklearn.__version__)
+                        params=params, smoothing=smoothing, head=head, sklearn=sklearn.__version__)
     return model.with_estimator(fitted)
 
 
@@ -141,11 +183,13 @@ def _subsample(pool: np.ndarray, questions: np.ndarray, size: int | None, seed: 
 
 def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.ndarray, model_id: str,
               folds: int = 5, features: tuple[str, ...] = FEATURES, params: dict | None = None,
-              fixed_base: np.ndarray | None = None) -> tuple[ExemplarBlend, float]:
+              fixed_base: np.ndarray | None = None, pairs: np.ndarray | None = None,
+              share: float | None = None) -> tuple[ExemplarBlend, float]:
     """Exemplar blend numbers by inner cross-validation (each question's answers split across folds).
 
-    The blend corrects a base score: the custom-question model refitted on each inner training fold,
-    or ``fixed_base`` (the bank's formula, which nothing here fits).
+    The blend corrects a base score: the custom-question model refitted on each inner training fold
+    (settings ``params``, head share ``share`` over ``pairs``), or ``fixed_base`` (the bank's formula,
+    which nothing here fits).
     """
     idx = np.arange(len(y))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=1).split(idx, questions))
@@ -154,8 +198,9 @@ def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.n
         if fixed_base is not None:
             bases.append(fixed_base)
             continue
-        model = fit_model(x[train], y[train], model_id, features, params=params)
-        bases.append(model.predict(x))  # in-sample for the exemplars, out-of-fold for the test rows
+        inner_pairs = pairs[train] if pairs is not None and share else None
+        model = fit_model(x[train], y[train], model_id, features, params=params, pairs=inner_pairs, share=share)
+        bases.append(model.predict(x, pairs))  # in-sample for the exemplars, out-of-fold for the test rows
     pools = [(base, _subsample(train, questions, size, seed=i), test)
              for i, (base, (train, test)) in enumerate(zip(bases, splits, strict=True)) for size in POOL_SIZES]
     best, best_error = None, np.inf
@@ -198,9 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     x, y = table.x[keep], table.y[keep]
     questions = np.array([f"{i}:{q}" for i, t in enumerate(tables) for q in t.questions])[keep]
     with threadpool_limits(limits=1, user_api="openmp"):  # small data: threads only thrash
-        model = fit_model(x, y, grader.embedder.model_id, questions=questions)
+        pairs = table.pairs[keep]
+        model = fit_model(x, y, grader.embedder.model_id, questions=questions, pairs=pairs)
         blend, error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
-                                 params=dict(model.params))
+                                 params=dict(model.params), pairs=pairs,
+                                 share=model.head.share if model.head else None)
         rubric_blend, rubric_error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
                                                fixed_base=rubric_base(x, grader.calibration.score))
     path = custom_model_path(grader.embedder.model_id)

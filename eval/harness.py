@@ -73,29 +73,33 @@ def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[
 
 
 def predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
-                 features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None) -> np.ndarray:
-    """Scores (0-1) for ``test`` from a model fitted on ``train`` only."""
+                 features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None,
+                 head: bool = True) -> np.ndarray:
+    """Scores (0-1) for ``test`` from a model fitted on ``train`` only (``head``: with the linear head over
+    the answers' pair vectors, as shipped)."""
     # a few thousand rows: OpenMP threads cost more than they save, and thrash on shared cores
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _predict_fold(train, test, model_id, mode, features, rubric)
+        return _predict_fold(train, test, model_id, mode, features, rubric, head)
 
 
 def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
-                  features: tuple[str, ...], rubric: ScoreModel | None) -> np.ndarray:
+                  features: tuple[str, ...], rubric: ScoreModel | None, head: bool) -> np.ndarray:
     keep = ~train.empty
     both = _concat(train, test)
-    params = None
+    params = share = None
     if rubric is not None:
         base = rubric_base(both.x, rubric)
     else:
-        model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep])
-        base, params = model.predict(both.x), dict(model.params)
+        model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep],
+                          pairs=train.pairs[keep] if head else None)
+        base, params = model.predict(both.x, both.pairs), dict(model.params)
+        share = model.head.share if model.head else None
     n = len(train.y)
     rows = np.arange(n, n + len(test.y))
     predicted = base[rows]
     if mode == "warm":
         blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
-                             features=features, params=params,
+                             features=features, params=params, pairs=train.pairs[keep], share=share,
                              fixed_base=base[:n][keep] if rubric is not None else None)
         predicted = warm_predict(base, blend, both.y, both.vectors, both.questions, np.flatnonzero(~train.empty),
                                  rows)
@@ -122,12 +126,13 @@ def _breakdown(graded: GradedSet, human: np.ndarray, predicted: np.ndarray, labe
 
 
 def evaluate(graded: GradedSet, table: FeatureTable, model_id: str, mode: Mode = "cold",
-             features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None) -> Report:
+             features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None, head: bool = True) -> Report:
     """Cross-validated agreement under the dataset's protocol."""
     predicted = np.zeros(len(table.y))
     fold_of = np.empty(len(table.y), dtype=object)
     for name, train, test in standard_splits(graded, table, mode):
-        predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features, rubric)
+        predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features, rubric,
+                                       head)
         fold_of[test] = name
     return _report(graded, table, predicted, fold_of.astype(str), model_id, mode, graded.protocol_text, rubric)
 

@@ -73,6 +73,14 @@ def overlap(answer: set[str], reference: set[str]) -> tuple[float, float, float]
     return recall, precision, f1
 
 
+def pair_vector(answer: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Where an answer's embedding agrees with its closest reference's, dimension by dimension (their
+    product) and where it departs (the gap): what the score model's linear head reads, because one
+    cosine sums these up with every dimension weighted alike."""
+    answer, reference = np.asarray(answer, dtype=float), np.asarray(reference, dtype=float)
+    return np.concatenate([answer * reference, np.abs(answer - reference)])
+
+
 def feature_vector(raw: dict, compiled: CompiledQuestion, answer: str, calibration: Calibration) -> dict[str, float]:
     """Named features of one (non-empty) answer; ``raw`` is ``Grader.features``'s output for it."""
     lang = raw["lang"]

@@ -3,9 +3,11 @@
 A question a platform writes itself comes with a question text and reference answers, not with
 hand-written key points, paraphrases and misconceptions, so the bank's calibration does not fit it.
 This model reads the named features of ``grader.answer_features``: gradient-boosted trees with
-monotone constraints (no feature that should only help can lower a score). Its settings, data and
-command are in ``grader/calibration/custom-<model>.json``; the trees, which have no faithful JSON
-form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
+monotone constraints (no feature that should only help can lower a score), mixed with a linear head
+over the same features (signs held to the same constraints) and the answer's embedding met with its
+closest reference's, dimension by dimension. Its settings, data and command are in
+``grader/calibration/custom-<model>.json``; the trees, which have no faithful JSON form, are in the
+``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
 
 With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
 score: their grades minus the grader's own scores for them, weighted by similarity, move it, more so
@@ -71,6 +73,35 @@ class ExemplarBlend(BaseModel):
         return np.clip(base + say * (self.ridge * ridge_residual + self.knn * knn_residual), 0.0, 1.0)
 
 
+class LinearHead(BaseModel):
+    """score = intercept + features . weights + pair_vector . pair; mixed into the trees' score with ``share``.
+
+    Trees split on a few features at a time and cannot learn from hundreds of embedding dimensions
+    over some thousand answers; a ridge can, and it carries across questions where a data set has many.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    share: float = Field(ge=0, le=1, description="Weight of the head in the score (the trees get the rest), by "
+                                                 "inner cross-validation grouped by question.")
+    alpha: float = Field(gt=0, description="Ridge penalty on standardised features and the pair vector.")
+    intercept: float
+    weights: dict[str, float] = Field(description="Per feature, per unit of the raw feature; signs follow MONOTONE.")
+    pair: list[float] = Field(description="Weights of grader.answer_features.pair_vector.")
+
+    @model_validator(mode="after")
+    def _monotone(self) -> LinearHead:
+        wrong = [f for f, w in self.weights.items() if f not in MONOTONE or w * MONOTONE[f] < 0]
+        if wrong:
+            raise ValueError(f"head weights against MONOTONE (or unknown features): {wrong}")
+        return self
+
+    def predict(self, rows: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """Unclipped scores (0-1 scale) for an (n, len(FEATURES)) table and the answers' pair vectors."""
+        columns = [FEATURES.index(f) for f in self.weights]
+        return (self.intercept + np.asarray(rows, dtype=float)[:, columns] @ np.array(list(self.weights.values()))
+                + np.asarray(pairs, dtype=float) @ np.array(self.pair))
+
+
 class CustomModel(BaseModel):
     """Features -> score on a 0-1 scale; the fitted trees live in the ``artifact`` file beside this one."""
 
@@ -84,6 +115,7 @@ class CustomModel(BaseModel):
         "that the score does not step where a tree splits (numerical noise in a similarity could move it)."))
     artifact: str = Field(default="", description="joblib file of the fitted regressor, in grader/calibration/.")
     sklearn: str = Field(default="", description="scikit-learn version that wrote the artifact.")
+    head: LinearHead | None = Field(default=None, description="Linear head mixed into the trees' score.")
     exemplars: ExemplarBlend | None = Field(default=None, description="Blend over this model's scores.")
     rubric_exemplars: ExemplarBlend | None = Field(
         default=None, description="Blend over the bank's score formula, for questions graded with a full rubric.")
@@ -103,6 +135,8 @@ class CustomModel(BaseModel):
         unread = set(self.smoothing) - set(self.features)
         if unread:
             raise ValueError(f"smoothing names features the model does not read: {sorted(unread)}")
+        if self.head is not None and set(self.head.weights) - set(self.features):
+            raise ValueError("the head reads features the model does not list")
         return self
 
     def with_estimator(self, estimator: Any, artifact_digest: str = "") -> CustomModel:
@@ -113,14 +147,23 @@ class CustomModel(BaseModel):
         """Changes whenever a refit changes the settings or the trees."""
         return hashlib.sha256(f"{self.model_dump_json()}\0{self._artifact_digest}".encode()).hexdigest()
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Scores on the 0-1 scale for an (n, len(FEATURES)) table in ``FEATURES`` order."""
-        x = np.asarray(rows, dtype=float)[:, [FEATURES.index(f) for f in self.features]]
+    def predict(self, rows: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
+        """Scores on the 0-1 scale for an (n, len(FEATURES)) table in ``FEATURES`` order and, when the
+        model has a head, the answers' ``pair_vector``s."""
+        trees = self._trees(np.asarray(rows, dtype=float)[:, [FEATURES.index(f) for f in self.features]])
+        if self.head is None:
+            return np.clip(trees, 0.0, 1.0)
+        if pairs is None:
+            raise ValueError("this model has a linear head: pass the answers' pair vectors")
+        mixed = (1 - self.head.share) * trees + self.head.share * self.head.predict(rows, pairs)
+        return np.clip(mixed, 0.0, 1.0)
+
+    def _trees(self, x: np.ndarray) -> np.ndarray:
         if not self.smoothing:
-            return np.clip(self._estimator.predict(x), 0.0, 1.0)
+            return self._estimator.predict(x)
         jitter = self._jitter()
         jittered = (x[:, None, :] + jitter[None]).reshape(-1, x.shape[1])
-        return np.clip(self._estimator.predict(jittered).reshape(len(x), len(jitter)).mean(1), 0.0, 1.0)
+        return self._estimator.predict(jittered).reshape(len(x), len(jitter)).mean(1)
 
     def _jitter(self) -> np.ndarray:
         """Fixed offsets (the same for every answer, so a score is reproducible), each with its mirror image."""
@@ -130,8 +173,9 @@ class CustomModel(BaseModel):
             jitter[:, self.features.index(name)] = sd * draws[:, j]
         return np.concatenate([jitter, -jitter])
 
-    def predict_one(self, named: dict[str, float]) -> float:
-        return float(self.predict(np.array([[named[f] for f in FEATURES]]))[0])
+    def predict_one(self, named: dict[str, float], pair: np.ndarray | None = None) -> float:
+        return float(self.predict(np.array([[named[f] for f in FEATURES]]),
+                                  None if pair is None else np.asarray(pair).reshape(1, -1))[0])
 
 
 def custom_model_path(model_id: str) -> Path:

@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import yaml
 
-from grader.answer_features import feature_vector
+from grader.answer_features import feature_vector, pair_vector
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
 from grader.custom_model import ExemplarBlend, blend_exemplars, load_custom_model
@@ -328,6 +328,7 @@ class Grader:
             "ref_cos": float(ref_cos[best_ref_row]),
             "ref_dist": float(ref_dist[best_ref_row]),
             "ref_index": c.references.owner[best_ref_row],
+            "reference_vector": c.references.vectors[best_ref_row],
             "point_cos": point_cos.max(0) if len(cand) else np.full(len(rubric.key_points), -1.0),
             "point_probe": point_probe.max(0) if len(cand) else np.full(len(rubric.key_points), -10.0),
             "point_evidence": [candidate_text[i] if len(candidate_text) else None for i in point_where],
@@ -460,7 +461,8 @@ class Grader:
         model = self.custom_model
         if self._is_custom(c):
             named = feature_vector(f, c, p.text, self.calibration)
-            return Assessment(point_p, errors, reference, coverage, 10.0 * model.predict_one(named),
+            pair = pair_vector(f["answer_vector"], f["reference_vector"])
+            return Assessment(point_p, errors, reference, coverage, 10.0 * model.predict_one(named, pair),
                               f"custom-{model_slug(model.model)}.json", model.exemplars)
         score = self.calibration.final_score(coverage, reference, [e.severity for e in errors])
         return Assessment(point_p, errors, reference, coverage, score, self.calibration.label,

@@ -12,8 +12,10 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from eval.datasets import load_graded
+from eval.fit_custom import fit_head
 from eval.metrics import agreement, to_grades
-from grader.answer_features import FEATURES, feature_vector
+from grader.answer_features import FEATURES, feature_vector, pair_vector
+from grader.custom_model import LinearHead
 from grader.exemplars import ExemplarStore
 from grader.schema import CustomQuestion
 from tests.conftest import grader_command
@@ -93,9 +95,29 @@ def test_custom_question_scores_do_not_step_where_a_tree_splits_on_a_similarity(
     named = feature_vector(raw, grader.compiled(question), GOOD, grader.calibration)
     rows = np.repeat(np.array([[named[name] for name in FEATURES]]), 2001, axis=0)
     rows[:, FEATURES.index("question_cos")] = np.linspace(0.75, 0.97, len(rows))  # steps of 0.0001
+    pairs = np.repeat(pair_vector(raw["answer_vector"], raw["reference_vector"])[None], len(rows), axis=0)
     plain = model.model_copy(update={"smoothing": {}})
-    assert np.abs(np.diff(plain.predict(rows))).max() * 10 > 0.5
-    assert np.abs(np.diff(model.predict(rows))).max() * 10 < 0.1
+    trees_share = 1 - (model.head.share if model.head else 0.0)  # the linear head is smooth; the trees are not
+    assert np.abs(np.diff(plain.predict(rows, pairs))).max() * 10 > 0.5 * trees_share
+    assert np.abs(np.diff(model.predict(rows, pairs))).max() * 10 < 0.1
+
+
+def test_the_linear_head_holds_each_feature_to_its_monotone_sign(grader):
+    """Where the data say a feature that should only help hurts (collinear features do that), the head
+    gives it no weight rather than a negative one; a free feature may go either way."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (300, len(FEATURES)))
+    y = 0.8 - 0.5 * x[:, FEATURES.index("coverage")] - 0.3 * x[:, FEATURES.index("question_cos")]
+    pairs = rng.normal(0, 0.05, (300, 8))
+    head = fit_head(x, pairs, y, FEATURES)
+    assert head.weights["coverage"] == 0.0
+    assert head.weights["question_cos"] < -0.2
+    with pytest.raises(ValueError, match="MONOTONE"):
+        LinearHead(share=0.5, alpha=1.0, intercept=0.0, weights={"coverage": -0.1}, pair=[])
+    model = grader.custom_model
+    if model is not None and model.head is not None:
+        with pytest.raises(ValueError, match="pair vectors"):
+            model.predict(x[:1])
 
 
 def test_exemplar_index_adds_searches_and_persists(tmp_path):
