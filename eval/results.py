@@ -213,7 +213,10 @@ TRIED = [
     " Mohler 0.575, ADS 0.657; the token-alignment features above in the head as well, Mohler 0.601-0.605, ADS cold "
     "0.664-0.669 (not built: every reference's and answer's token states at grading time); trees, trees with "
     "alignment features, the head and a ridge over the features stacked by non-negative least squares, Mohler 0.599, "
-    "ADS cold 0.658.",
+    "ADS cold 0.658. More embedding blocks in the head (shipped pipeline's features, quicker trees; the head as "
+    "shipped: Mohler 0.594, ADS cold 0.666): the pair with the references' mean vector as well, Mohler 0.587, ADS "
+    "0.665; the answer's own embedding, 0.592 / 0.671; the pair with the question's vector, 0.595 / 0.665; none "
+    "shipped.",
     "Warm, other residual learners over the same base (fixed weights, the best of each, so optimistic): ridge "
     "on answer embeddings 0.769, ridge on character 1-3-gram TF-IDF 0.773, both 0.782, kNN by token-alignment "
     "F1 0.752, ridge on the standardised grader features 0.717; none reaches 0.80.",
