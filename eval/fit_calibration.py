@@ -29,7 +29,7 @@ from grader.bank import load_bank
 from grader.config import REPO_ROOT, get_settings
 from grader.detectors import shuffle_words
 from grader.embedding import EmbeddingCache, get_embedder
-from grader.grader import Grader
+from grader.grader import MIN_WORDS_TO_PLACE, Grader
 from grader.scoring import Calibration, Logistic, ScoreModel, anchor_bounds, calibration_path
 from grader.text import words
 
@@ -286,7 +286,7 @@ def _fit_detectors(genuine, g_feats, gaming, x_feats, cal: Calibration, gate: fl
     report["off_topic"] = {"margin": margin, "recall": round(float((x_gap >= margin).mean()), 3), "gate": gate,
                            "whole_answers_encoded": f"{sum(f['whole_encoded'] for f in g_feats)} of {len(g_feats)}"}
     # Shuffled: an answer with no more familiar word pairs than its own re-shuffles.
-    long_enough = [f for r, f in zip(genuine, g_feats, strict=True) if len(words(r["answer"])) >= 8]
+    long_enough = [f for r, f in zip(genuine, g_feats, strict=True) if len(words(r["answer"])) >= MIN_WORDS_TO_PLACE]
     g_sh = np.array([f["fluency"].ratio for f in long_enough])
     x_sh = values(gaming, x_feats, lambda f: f["fluency"].ratio, "shuffled")
     x_judgeable = values(gaming, x_feats, lambda f: f["fluency"].judgeable, "shuffled")

@@ -105,13 +105,11 @@ def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, 
               questions: np.ndarray | None = None, params: dict | None = None, pairs: np.ndarray | None = None,
               share: float | None = None) -> CustomModel:
     """Monotone gradient-boosted trees on the named features, with ``pairs`` (the answers' pair vectors)
-    mixed with a linear head. Settings ``params`` and ``share``, else chosen by inner CV when ``questions``
-    is given, else the first ``GRID`` entry and no head."""
-    if params is None or (pairs is not None and share is None):
-        chosen, chosen_share = choose_settings(x, y, questions, features, pairs) if questions is not None \
-            else (GRID[0], None)
-        params = params or chosen
-        share = chosen_share if share is None else share
+    mixed with a linear head. Settings ``params`` and the head's ``share`` as given (no share: no head), or
+    without ``params`` both chosen by inner CV when ``questions`` is given, else the first ``GRID`` entry
+    and no head."""
+    if params is None:
+        params, share = choose_settings(x, y, questions, features, pairs) if questions is not None else (GRID[0], None)
     columns = [FEATURES.index(f) for f in features]
     fitted = _regressor(params, features, len(y)).fit(x[:, columns], y)
     smoothing = {f: round(SMOOTHING_WIDTH * float(np.std(x[:, FEATURES.index(f)])), 6)
