@@ -6,8 +6,9 @@ Fits on every answer of the Mohler standard set and the ADS training split toget
 ``grader/calibration/custom-<model>.json``, which the grader loads at start-up for questions that
 are not in the bank, with two exemplar blends: one over this model's scores, one over the bank's
 score formula (for bank and tenant rubrics, whose scores come from that formula). The same
-functions fit the per-fold models of ``grader eval``, on training folds only; every choice below
-(tree settings, the linear head's share, exemplar blend numbers) is made by cross-validation inside the data given.
+functions fit the per-fold models of ``grader eval``, on training folds only; every choice below (tree
+settings, the linear head's rank and share, exemplar blend numbers) is made by cross-validation inside the
+data given.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 import joblib
 import numpy as np
 import sklearn
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.optimize import nnls
+from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from grader.answer_features import FEATURES, FROM_VECTORS, MONOTONE
-from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path
+from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path, embedding_terms
 from grader.scoring import ScoreModel
 
 log = logging.getLogger(__name__)
@@ -52,11 +55,17 @@ def _regressor(params: dict, features: tuple[str, ...], rows: int) -> HistGradie
 
 HEAD_ALPHA = 1.0
 HEAD_SHARES = np.round(np.linspace(0.0, 1.0, 11), 2)  # the head's share in the score, chosen by inner CV
+# Rank of the head's bilinear terms, chosen by inner CV (0: product and gap only). With 32 directions the
+# products number 1,024; their scale (half the coordinates' product over the rank) held them to a penalty
+# under which they lifted Mohler without costing ADS more than a few thousandths in development runs.
+HEAD_RANKS = (0, 32)
+CROSS_SCALE = 0.5
 
 
 def fit_head(x: np.ndarray, pairs: np.ndarray, y: np.ndarray, features: tuple[str, ...],
-             share: float = 1.0) -> LinearHead:
-    """Ridge over the standardised features and the pair vectors, each feature's sign held to MONOTONE."""
+             share: float = 1.0, rank: int = 0) -> LinearHead:
+    """Ridge over the standardised features and the embedding terms of ``pairs``, each feature's sign held to
+    MONOTONE; with ``rank``, bilinear terms on that many principal directions of the rows' embeddings."""
     columns = [FEATURES.index(f) for f in features]
     raw = x[:, columns]
     mean, scale = raw.mean(0), raw.std(0)
@@ -64,57 +73,93 @@ def fit_head(x: np.ndarray, pairs: np.ndarray, y: np.ndarray, features: tuple[st
     z = (raw - mean) / scale
     sign = np.array([MONOTONE[f] for f in features])
     held, free = sign != 0, sign == 0
-    # positive=True keeps every weight >= 0: a held feature enters with its sign, a free one and each pair
-    # dimension twice with opposite signs (at the optimum one copy is 0, so the penalty is a plain ridge's)
-    design = np.hstack([z[:, held] * sign[held], z[:, free], -z[:, free], pairs, -pairs])
-    fitted = Ridge(alpha=HEAD_ALPHA, positive=True).fit(design, y)
-    coef = np.split(fitted.coef_, np.cumsum([held.sum(), free.sum(), free.sum(), pairs.shape[1]]))
+    dim = pairs.shape[1] // 2
+    center, basis = np.zeros(dim), np.zeros((0, dim))
+    if rank:
+        embeddings = np.vstack(np.split(pairs, 2, axis=1))
+        pca = PCA(n_components=min(rank, *embeddings.shape), random_state=0).fit(embeddings)
+        spread = np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
+        center, basis = pca.mean_, pca.components_ / spread[:, None] * np.sqrt(CROSS_SCALE / len(spread))
+    terms = embedding_terms(pairs, basis, center)
+    held_weights, free_weights, intercept = sign_held_ridge(z[:, held] * sign[held], np.hstack([z[:, free], terms]),
+                                                            y, HEAD_ALPHA)
     standardised = np.zeros(len(features))
-    standardised[held] = coef[0] * sign[held]
-    standardised[free] = coef[1] - coef[2]
+    standardised[held] = held_weights * sign[held]
+    standardised[free] = free_weights[: free.sum()]
     weights = standardised / scale
-    return LinearHead(share=share, alpha=HEAD_ALPHA, intercept=float(fitted.intercept_ - (weights * mean).sum()),
+    embedding = free_weights[free.sum():]
+    return LinearHead(share=share, alpha=HEAD_ALPHA, intercept=float(intercept - (weights * mean).sum()),
                       weights={f: float(w) for f, w in zip(features, weights, strict=True)},
-                      pair=[float(w) for w in coef[3] - coef[4]])
+                      pair=[float(w) for w in embedding[: 2 * dim]], cross=[float(w) for w in embedding[2 * dim:]],
+                      center=[round(float(c), 6) for c in center] if len(basis) else [],
+                      basis=[[round(float(v), 6) for v in row] for row in basis])
+
+
+def sign_held_ridge(held: np.ndarray, free: np.ndarray, y: np.ndarray,
+                    alpha: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ridge regression (intercept unpenalised) whose ``held`` columns' weights are kept >= 0: (held weights,
+    free weights, intercept).
+
+    The free weights have a closed form for given held ones, which leaves a small non-negative least squares
+    in the held weights alone: min |L^-1 (y - H w)|^2 + |w|^2 with L L' = F F' + alpha I. Exact, and with
+    thousands of embedding terms a few seconds faster per fit than an iterative bounded solver.
+    """
+    h, f, target = held - held.mean(0), free - free.mean(0), y - y.mean()
+    gram = cho_factor(f @ f.T + alpha * np.eye(len(y)), lower=True)
+    factor = np.tril(gram[0])
+    whitened_held = solve_triangular(factor, h, lower=True)
+    whitened_target = solve_triangular(factor, target, lower=True)
+    w = np.zeros(h.shape[1])
+    if h.shape[1]:  # scipy's nnls aborts the interpreter on a matrix without columns
+        w, _ = nnls(np.vstack([whitened_held, np.eye(h.shape[1])]),
+                    np.concatenate([whitened_target, np.zeros(h.shape[1])]))
+    v = f.T @ cho_solve(gram, target - h @ w)
+    return w, v, float(y.mean() - held.mean(0) @ w - free.mean(0) @ v)
 
 
 def choose_settings(x: np.ndarray, y: np.ndarray, questions: np.ndarray, features: tuple[str, ...],
-                    pairs: np.ndarray | None = None) -> tuple[dict, float | None]:
+                    pairs: np.ndarray | None = None) -> tuple[dict, float | None, int]:
     """The ``GRID`` entry with the lowest squared error on inner folds that hold out whole questions, and
-    with ``pairs`` the head's share (of ``HEAD_SHARES``) that lowers it most beside those trees."""
+    with ``pairs`` the head's rank (of ``HEAD_RANKS``) and share (of ``HEAD_SHARES``) that lower it most
+    beside those trees."""
     if len(np.unique(questions)) < 3:
-        return GRID[0], None
+        return GRID[0], None, 0
     splits = question_groups(questions, 5)
     columns = [FEATURES.index(f) for f in features]
     trees = np.zeros((len(GRID), len(y)))
-    head = np.zeros(len(y))
+    heads = np.zeros((len(HEAD_RANKS), len(y)))
     for train, test in splits:
         for i, params in enumerate(GRID):
             fitted = _regressor(params, features, len(train)).fit(x[train][:, columns], y[train])
             trees[i, test] = fitted.predict(x[test][:, columns])
         if pairs is not None:
-            head[test] = fit_head(x[train], pairs[train], y[train], features).predict(x[test], pairs[test])
+            for i, rank in enumerate(HEAD_RANKS):
+                heads[i, test] = fit_head(x[train], pairs[train], y[train], features, rank=rank).predict(
+                    x[test], pairs[test])
     best = int(np.argmin(((np.clip(trees, 0, 1) - y) ** 2).sum(1)))
     if pairs is None:
-        return GRID[best], None
-    errors = [((np.clip((1 - w) * trees[best] + w * head, 0, 1) - y) ** 2).sum() for w in HEAD_SHARES]
-    return GRID[best], float(HEAD_SHARES[int(np.argmin(errors))])
+        return GRID[best], None, 0
+    errors = np.array([[((np.clip((1 - w) * trees[best] + w * head, 0, 1) - y) ** 2).sum() for w in HEAD_SHARES]
+                       for head in heads])
+    rank, share = np.unravel_index(int(np.argmin(errors)), errors.shape)
+    return GRID[best], float(HEAD_SHARES[share]), HEAD_RANKS[rank]
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, ...] = FEATURES,
               questions: np.ndarray | None = None, params: dict | None = None, pairs: np.ndarray | None = None,
-              share: float | None = None) -> CustomModel:
+              share: float | None = None, rank: int = 0) -> CustomModel:
     """Monotone gradient-boosted trees on the named features, with ``pairs`` (the answers' pair vectors)
-    mixed with a linear head. Settings ``params`` and the head's ``share`` as given (no share: no head), or
-    without ``params`` both chosen by inner CV when ``questions`` is given, else the first ``GRID`` entry
-    and no head."""
+    mixed with a linear head. Settings ``params`` and the head's ``share`` and ``rank`` as given (no share: no
+    head), or without ``params`` all chosen by inner CV when ``questions`` is given, else the first ``GRID``
+    entry and no head."""
     if params is None:
-        params, share = choose_settings(x, y, questions, features, pairs) if questions is not None else (GRID[0], None)
+        params, share, rank = (choose_settings(x, y, questions, features, pairs) if questions is not None
+                               else (GRID[0], None, 0))
     columns = [FEATURES.index(f) for f in features]
     fitted = _regressor(params, features, len(y)).fit(x[:, columns], y)
     smoothing = {f: round(SMOOTHING_WIDTH * float(np.std(x[:, FEATURES.index(f)])), 6)
                  for f in FROM_VECTORS if f in features}
-    head = fit_head(x, pairs, y, features, share) if pairs is not None and share else None
+    head = fit_head(x, pairs, y, features, share, rank) if pairs is not None and share else None
     model = CustomModel(model=model_id, features=list(features), monotone=[MONOTONE[f] for f in features],
                         params=params, smoothing=smoothing, head=head, sklearn=sklearn.__version__)
     return model.with_estimator(fitted)
@@ -182,12 +227,12 @@ def _subsample(pool: np.ndarray, questions: np.ndarray, size: int | None, seed: 
 def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.ndarray, model_id: str,
               folds: int = 5, features: tuple[str, ...] = FEATURES, params: dict | None = None,
               fixed_base: np.ndarray | None = None, pairs: np.ndarray | None = None,
-              share: float | None = None) -> tuple[ExemplarBlend, float]:
+              share: float | None = None, rank: int = 0) -> tuple[ExemplarBlend, float]:
     """Exemplar blend numbers by inner cross-validation (each question's answers split across folds).
 
     The blend corrects a base score: the custom-question model refitted on each inner training fold
-    (settings ``params``, head share ``share`` over ``pairs``), or ``fixed_base`` (the bank's formula,
-    which nothing here fits).
+    (settings ``params``, head share ``share`` and rank ``rank`` over ``pairs``), or ``fixed_base`` (the
+    bank's formula, which nothing here fits).
     """
     idx = np.arange(len(y))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=1).split(idx, questions))
@@ -197,7 +242,8 @@ def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.n
             bases.append(fixed_base)
             continue
         inner_pairs = pairs[train] if pairs is not None and share else None
-        model = fit_model(x[train], y[train], model_id, features, params=params, pairs=inner_pairs, share=share)
+        model = fit_model(x[train], y[train], model_id, features, params=params, pairs=inner_pairs, share=share,
+                          rank=rank)
         bases.append(model.predict(x, pairs))  # in-sample for the exemplars, out-of-fold for the test rows
     pools = [(base, _subsample(train, questions, size, seed=i), test)
              for i, (base, (train, test)) in enumerate(zip(bases, splits, strict=True)) for size in POOL_SIZES]
@@ -216,6 +262,11 @@ def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.n
                 best, best_error = blend, error
     assert best is not None
     return best, best_error / (len(y) * len(POOL_SIZES))
+
+
+def head_settings(model: CustomModel) -> dict:
+    """The head's share and rank, for refitting the same model on other rows."""
+    return {"share": model.head.share, "rank": len(model.head.basis)} if model.head else {"share": None}
 
 
 def question_groups(questions: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -244,8 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = table.pairs[keep]
         model = fit_model(x, y, grader.embedder.model_id, questions=questions, pairs=pairs)
         blend, error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
-                                 params=dict(model.params), pairs=pairs,
-                                 share=model.head.share if model.head else None)
+                                 params=dict(model.params), pairs=pairs, **head_settings(model))
         rubric_blend, rubric_error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
                                                fixed_base=rubric_base(x, grader.calibration.score))
     path = custom_model_path(grader.embedder.model_id)

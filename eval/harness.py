@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from eval.datasets import GradedSet
 from eval.features import FeatureTable
-from eval.fit_custom import fit_blend, fit_model, rubric_base, warm_predict
+from eval.fit_custom import fit_blend, fit_model, head_settings, rubric_base, warm_predict
 from eval.metrics import Agreement, agreement
 from grader.answer_features import FEATURES
 from grader.errors import InputError
@@ -86,20 +86,20 @@ def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: 
                   features: tuple[str, ...], rubric: ScoreModel | None, head: bool) -> np.ndarray:
     keep = ~train.empty
     both = _concat(train, test)
-    params = share = None
+    params, head_choice = None, {}
     if rubric is not None:
         base = rubric_base(both.x, rubric)
     else:
         model = fit_model(train.x[keep], train.y[keep], model_id, features, questions=train.questions[keep],
                           pairs=train.pairs[keep] if head else None)
         base, params = model.predict(both.x, both.pairs), dict(model.params)
-        share = model.head.share if model.head else None
+        head_choice = head_settings(model)
     n = len(train.y)
     rows = np.arange(n, n + len(test.y))
     predicted = base[rows]
     if mode == "warm":
         blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
-                             features=features, params=params, pairs=train.pairs[keep], share=share,
+                             features=features, params=params, pairs=train.pairs[keep], **head_choice,
                              fixed_base=base[:n][keep] if rubric is not None else None)
         predicted = warm_predict(base, blend, both.y, both.vectors, both.questions, np.flatnonzero(~train.empty),
                                  rows)

@@ -74,11 +74,11 @@ def overlap(answer: set[str], reference: set[str]) -> tuple[float, float, float]
 
 
 def pair_vector(answer: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Where an answer's embedding agrees with its closest reference's, dimension by dimension (their
-    product) and where it departs (the gap): what the score model's linear head reads, because one
-    cosine sums these up with every dimension weighted alike."""
+    """An answer's embedding and its closest reference's, side by side: what the score model's linear head
+    reads (``grader.custom_model.embedding_terms``), because one cosine sums their agreement up with every
+    dimension weighted alike."""
     answer, reference = np.asarray(answer, dtype=float), np.asarray(reference, dtype=float)
-    return np.concatenate([answer * reference, np.abs(answer - reference)])
+    return np.concatenate([answer, reference], axis=-1)
 
 
 def feature_vector(raw: dict, compiled: CompiledQuestion, answer: str, calibration: Calibration) -> dict[str, float]:

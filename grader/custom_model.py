@@ -5,9 +5,9 @@ hand-written key points, paraphrases and misconceptions, so the bank's calibrati
 This model reads the named features of ``grader.answer_features``: gradient-boosted trees with
 monotone constraints (no feature that should only help can lower a score), mixed with a linear head
 over the same features (signs held to the same constraints) and the answer's embedding met with its
-closest reference's, dimension by dimension. Its settings, data and command are in
-``grader/calibration/custom-<model>.json``; the trees, which have no faithful JSON form, are in the
-``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
+closest reference's (dimension by dimension, and on a few leading directions against each other). Its
+settings, data and command are in ``grader/calibration/custom-<model>.json``; the trees, which have no
+faithful JSON form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
 
 With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
 score: their grades minus the grader's own scores for them, weighted by similarity, move it, more so
@@ -74,32 +74,63 @@ class ExemplarBlend(BaseModel):
 
 
 class LinearHead(BaseModel):
-    """score = intercept + features . weights + pair_vector . pair; mixed into the trees' score with ``share``.
+    """score = intercept + features . weights + embedding terms . (pair + cross), mixed into the trees'
+    score with ``share``.
 
     Trees split on a few features at a time and cannot learn from hundreds of embedding dimensions
     over some thousand answers; a ridge can, and it carries across questions where a data set has many.
+    The embedding terms are where the answer's embedding agrees with its closest reference's, dimension by
+    dimension (their product), where it departs (the absolute gap), and, with a ``basis``, every product of
+    one's coordinate on a leading principal direction with the other's on another: a low-rank bilinear form,
+    which sees an answer that says in other dimensions what the reference says in these.
     """
 
     model_config = ConfigDict(extra="forbid")
     share: float = Field(ge=0, le=1, description="Weight of the head in the score (the trees get the rest), by "
                                                  "inner cross-validation grouped by question.")
-    alpha: float = Field(gt=0, description="Ridge penalty on standardised features and the pair vector.")
+    alpha: float = Field(gt=0, description="Ridge penalty on standardised features and the embedding terms.")
     intercept: float
     weights: dict[str, float] = Field(description="Per feature, per unit of the raw feature; signs follow MONOTONE.")
-    pair: list[float] = Field(description="Weights of grader.answer_features.pair_vector.")
+    pair: list[float] = Field(description="Weights of the answer-reference product and gap (2 x embedding size).")
+    center: list[float] = Field(default_factory=list, description="Mean embedding the basis is taken about.")
+    basis: list[list[float]] = Field(default_factory=list, description=(
+        "Leading principal directions of the training embeddings, each scaled so that products of coordinates "
+        "on them are penalised alike; empty: no bilinear terms."))
+    cross: list[float] = Field(default_factory=list, description="Weights of the rank x rank coordinate products.")
+    _arrays: tuple = PrivateAttr()
 
     @model_validator(mode="after")
-    def _monotone(self) -> LinearHead:
+    def _consistent(self) -> LinearHead:
         wrong = [f for f, w in self.weights.items() if f not in MONOTONE or w * MONOTONE[f] < 0]
         if wrong:
             raise ValueError(f"head weights against MONOTONE (or unknown features): {wrong}")
+        dim = len(self.pair) // 2
+        if len(self.cross) != len(self.basis) ** 2 or any(len(row) != dim for row in self.basis) or (
+                self.basis and len(self.center) != dim):
+            raise ValueError("the head's basis, centre and cross weights do not fit its embedding size")
+        # read on every answer graded: tens of thousands of floats, not rebuilt from lists each time
+        self._arrays = (np.array(self.basis).reshape(len(self.basis), dim), np.array(self.center),
+                        np.array(self.pair + self.cross), [FEATURES.index(f) for f in self.weights],
+                        np.array(list(self.weights.values())))
         return self
 
     def predict(self, rows: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-        """Unclipped scores (0-1 scale) for an (n, len(FEATURES)) table and the answers' pair vectors."""
-        columns = [FEATURES.index(f) for f in self.weights]
-        return (self.intercept + np.asarray(rows, dtype=float)[:, columns] @ np.array(list(self.weights.values()))
-                + np.asarray(pairs, dtype=float) @ np.array(self.pair))
+        """Unclipped scores (0-1 scale) for an (n, len(FEATURES)) table and the answers' ``pair_vector``s."""
+        basis, center, embedding, columns, weights = self._arrays
+        return (self.intercept + np.asarray(rows, dtype=float)[:, columns] @ weights
+                + embedding_terms(pairs, basis, center) @ embedding)
+
+
+def embedding_terms(pairs: np.ndarray, basis: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """The head's embedding columns for rows of ``pair_vector``: product and gap, then with a non-empty
+    ``basis`` the flattened outer product of the two embeddings' coordinates on it."""
+    pairs = np.asarray(pairs, dtype=float)
+    answer, reference = np.split(pairs, 2, axis=1)
+    columns = [answer * reference, np.abs(answer - reference)]
+    if len(basis):
+        a, r = (answer - center) @ basis.T, (reference - center) @ basis.T
+        columns.append((a[:, :, None] * r[:, None, :]).reshape(len(pairs), -1))
+    return np.hstack(columns)
 
 
 class CustomModel(BaseModel):

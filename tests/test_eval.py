@@ -120,6 +120,23 @@ def test_the_linear_head_holds_each_feature_to_its_monotone_sign(grader):
             model.predict(x[:1])
 
 
+def test_the_heads_bilinear_terms_learn_what_a_dimension_by_dimension_product_cannot():
+    """A grade that rests on how the answer reads on one direction and the reference on another is beyond
+    the product and gap of like dimensions; the low-rank bilinear terms learn it from the rows alone."""
+    rng = np.random.default_rng(0)
+    answers, references = rng.normal(size=(1200, 6)), rng.normal(size=(1200, 6))
+    y = 0.5 + 0.1 * answers[:, 0] * references[:, 1]
+    pairs, x = pair_vector(answers, references), np.zeros((1200, len(FEATURES)))
+    train, test = slice(0, 900), slice(900, None)
+    bilinear = fit_head(x[train], pairs[train], y[train], FEATURES, rank=6)
+    diagonal = fit_head(x[train], pairs[train], y[train], FEATURES)
+    assert len(bilinear.basis) == 6 and not diagonal.basis
+    assert np.corrcoef(bilinear.predict(x[test], pairs[test]), y[test])[0, 1] > 0.9
+    assert abs(np.corrcoef(diagonal.predict(x[test], pairs[test]), y[test])[0, 1]) < 0.3
+    with pytest.raises(ValueError, match="basis"):
+        LinearHead.model_validate({**bilinear.model_dump(), "cross": bilinear.cross[:-1]})
+
+
 def test_exemplar_index_adds_searches_and_persists(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5, 8)).astype(np.float32)
