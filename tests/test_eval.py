@@ -9,10 +9,11 @@ import subprocess
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
+from sklearn.linear_model import Ridge
 from sklearn.metrics import cohen_kappa_score
 
 from eval.datasets import load_graded
-from eval.fit_custom import fit_head
+from eval.fit_custom import fit_head, sign_held_ridge
 from eval.metrics import agreement, to_grades
 from grader.answer_features import FEATURES, feature_vector, pair_vector
 from grader.custom_model import LinearHead
@@ -118,6 +119,18 @@ def test_the_linear_head_holds_each_feature_to_its_monotone_sign(grader):
     if model is not None and model.head is not None:
         with pytest.raises(ValueError, match="pair vectors"):
             model.predict(x[:1])
+
+
+def test_the_sign_held_ridge_is_the_plain_ridge_where_no_sign_binds_and_zero_where_one_does():
+    rng = np.random.default_rng(0)
+    held, free = rng.normal(size=(400, 3)), rng.normal(size=(400, 50))
+    y = held @ np.array([0.5, 0.3, 0.2]) + free @ rng.normal(0, 0.1, 50) + rng.normal(0, 0.1, 400) + 2.0
+    w, v, intercept = sign_held_ridge(held, free, y, alpha=1.0)
+    plain = Ridge(alpha=1.0).fit(np.hstack([held, free]), y)
+    np.testing.assert_allclose(np.concatenate([w, v]), plain.coef_, atol=1e-8)
+    assert intercept == pytest.approx(plain.intercept_)
+    w, _, _ = sign_held_ridge(-held, free, y, alpha=1.0)  # every held column now hurts: held at 0
+    assert np.all(w == 0.0)
 
 
 def test_the_heads_bilinear_terms_learn_what_a_dimension_by_dimension_product_cannot():
