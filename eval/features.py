@@ -32,12 +32,17 @@ class FeatureTable:
     y: np.ndarray  # human score as a fraction of the scale
     empty: np.ndarray  # bool: nothing to grade (the grader gives 0)
     vectors: np.ndarray  # (n, dim) answer embeddings, for exemplars
-    pairs: np.ndarray  # (n, 2 * dim) pair_vector of each answer and its closest reference, for the linear head
+    references: np.ndarray  # (n, dim) each answer's closest reference embedding, for the linear head
     questions: np.ndarray  # question ids
     folds: np.ndarray  # the dataset's folds ("" when none)
     # highest score (fraction) the grader's caps allow each answer, as grading applies them (every flag that
     # caps a graded answer's score caps it here)
     ceiling: np.ndarray
+
+    @property
+    def pairs(self) -> np.ndarray:
+        """What the linear head reads: each answer's embedding beside its closest reference's."""
+        return pair_vector(self.vectors, self.references)
 
     def save(self, path: Path) -> None:
         np.savez(path, **self.__dict__)
@@ -52,7 +57,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     records = graded.records
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
-    rows, empty, vectors, pairs, ceiling = [], [], [], [], []
+    rows, empty, vectors, references, ceiling = [], [], [], [], []
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
         empty.append(raw is None)
@@ -61,10 +66,10 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         if raw is None:
             rows.append([0.0] * len(FEATURES))
             vectors.append(np.zeros(grader.embedder.dim, dtype=np.float32))
-            pairs.append(np.zeros(2 * grader.embedder.dim, dtype=np.float32))
+            references.append(np.zeros(grader.embedder.dim, dtype=np.float32))
             continue
         vectors.append(raw["answer_vector"])
-        pairs.append(pair_vector(raw["answer_vector"], raw["reference_vector"]).astype(np.float32))
+        references.append(raw["reference_vector"])
         named = feature_vector(raw, grader.compiled(question), text, grader.calibration)
         rows.append([named[name] for name in FEATURES])
     return FeatureTable(
@@ -72,7 +77,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         y=np.array([graded.fraction(r.score) for r in records]),
         empty=np.array(empty, dtype=bool),
         vectors=np.stack(vectors),
-        pairs=np.stack(pairs),
+        references=np.stack(references),
         questions=np.array([r.question_id for r in records]),
         folds=np.array([r.fold or "" for r in records]),
         ceiling=np.array(ceiling),

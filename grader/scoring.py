@@ -135,10 +135,12 @@ def load_anchor_pairs() -> dict[str, list[tuple[str, str]]]:
     return {kind: [tuple(pair) for pair in pairs] for kind, pairs in data.items()}
 
 
-def _anchor_cosines(encode) -> dict[str, dict[Lang, np.ndarray]]:
-    """Cosine of each anchor pair, by kind ("unrelated", "paraphrase") and language."""
+def _anchor_cosines(encode, kinds: tuple[str, ...] = ("unrelated", "paraphrase")) -> dict[str, dict[Lang, np.ndarray]]:
+    """Cosine of each anchor pair of ``kinds``, by kind and language."""
     cosines: dict[str, dict[Lang, np.ndarray]] = {}
     for kind, pairs in load_anchor_pairs().items():
+        if kind not in kinds:
+            continue
         cosines[kind] = {}
         for lang in ("zh", "en"):
             chosen = [pair for pair in pairs if detect_language(pair[0]) == lang]
@@ -156,7 +158,8 @@ def anchor_bounds(encode) -> tuple[dict[Lang, float], dict[Lang, float]]:
 def unrelated_reach(calibration: Calibration, encode) -> dict[Lang, float]:
     """Per language, the scaled similarity of the closest unrelated anchor pair: text no closer than this
     to a question is as far from it as sentences known to be unrelated are from each other."""
-    return {lang: float(np.max(calibration.scale(c, lang))) for lang, c in _anchor_cosines(encode)["unrelated"].items()}
+    cosines = _anchor_cosines(encode, ("unrelated",))["unrelated"]
+    return {lang: float(np.max(calibration.scale(c, lang))) for lang, c in cosines.items()}
 
 
 def load_calibration(model_id: str, encode) -> Calibration:
