@@ -256,9 +256,9 @@ TRIED = [
     "answers, and RMSE would still miss 0.85 without them.",
     "ADS warm, question by question: each question's mean is right already (scores shifted to each question's "
     "exact mean grade: 0.772 -> 0.774); what is missing is the order inside a question (r 0.22 to 0.91, "
-    "lowest where nearly every answer got 10: question 005, 57 of 76). A per-question ridge of residuals on "
-    "character 1-3-gram TF-IDF beside the shipped blend: 0.776-0.783 at weights picked after the fact, so "
-    "optimistic; not built (the exemplar store would have to keep the answers' texts).",
+    "lowest where nearly every answer got 10: question 005, 57 of 76). The TF-IDF ridge above beside the "
+    "shipped blend: 0.776-0.783, also at weights picked after the fact; not built (the exemplar store would "
+    "have to keep the answers' texts).",
 ]
 
 
