@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eval.datasets import load_dataset
 from eval.features import extract
+from eval.fit_custom import HEAD_RANKS
 from eval.harness import Mode, Report, evaluate
 from grader.answer_features import FEATURES
 from grader.config import REPO_ROOT
@@ -64,8 +65,9 @@ def build(data: Path | None) -> str:
              "Each fold's score model (monotone gradient-boosted trees over the grader's features, averaged over",
              "a fixed jitter of the similarity features, mixed with a linear head over the same features, signs",
              "held to the same constraints, and the answer's embedding met with its closest reference's",
-             "dimension by dimension and on 32 leading directions against each other; tree settings and the",
-             "head's rank and share by inner CV grouped by question;",
+             "dimension by dimension and on its leading directions against each other; tree settings and the",
+             f"head's rank (of {', '.join(map(str, HEAD_RANKS))} directions) and share by inner CV grouped by "
+             "question;",
              "`eval/fit_custom.py`) and exemplar blend (ridge + kNN on the",
              "residuals of the same question's exemplars) are fitted on that fold's training answers only.",
              "Questions are graded as custom questions (question text + references; key points derived from",
