@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from grader.alignment import TokenStates
 from grader.errors import ModelUnavailable
 from grader.offline_models import E5_ALIAS, MINILM_ALIAS, e5_small_dir, minilm_dir
 from grader.onnx_backend import INT8, Backend, onnx_folder
@@ -32,6 +33,10 @@ class Embedder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return an (n, dim) float32 array of L2-normalised embeddings."""
+        ...
+
+    def token_states(self, texts: Sequence[str]) -> list[TokenStates]:
+        """Each text's token ids and unit-length contextual token vectors (``grader.alignment``)."""
         ...
 
 
@@ -94,6 +99,35 @@ class SentenceTransformerEmbedder:
                                                   normalize_embeddings=True, convert_to_numpy=True,
                                                   show_progress_bar=False)
         return vectors
+
+    def token_states(self, texts: Sequence[str]) -> list[TokenStates]:
+        """From the same backend as the vectors (ONNX float32 gives torch's states). A model whose first
+        module gives no token outputs gives no tokens (alignment then reads 0)."""
+        import torch
+
+        texts = list(texts)
+        states: list[TokenStates] = [TokenStates(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32))
+                                     for _ in texts]
+        special = list(getattr(self.model.tokenizer, "all_special_ids", []))
+        for rows in self._batches(texts) if texts else []:
+            features = self.model.preprocess([texts[i] for i in rows], prompt=self.prompt)
+            if self._onnx is not None:
+                vectors = self._onnx.token_embeddings(features)
+            else:
+                with torch.no_grad():
+                    output = self.model[0](features)
+                if "token_embeddings" not in output:
+                    return states
+                vectors = output["token_embeddings"].float().numpy()
+            ids = features["input_ids"].numpy()
+            keep = features["attention_mask"].numpy().astype(bool) & ~np.isin(ids, special)
+            keep[:, : features.get("prompt_length", 0)] = False  # e5's "query: " is not the text's
+            for row, i in enumerate(rows):
+                own = vectors[row][keep[row]]
+                states[i] = TokenStates(ids[row][keep[row]],
+                                        (own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)
+                                         ).astype(np.float32))
+        return states
 
     def _batches(self, texts: list[str]) -> list[np.ndarray]:
         """Indices of the texts in batches of like token counts, longest first, each padded to at most

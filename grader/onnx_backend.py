@@ -162,11 +162,14 @@ class OnnxEncoder:
         import torch
 
         features = self.st_model.preprocess(texts, prompt=prompt)
-        states = self.session.run(None, {"input_ids": features["input_ids"].numpy().astype(np.int64),
-                                         "attention_mask": features["attention_mask"].numpy().astype(np.int64)})
-        features["token_embeddings"] = torch.from_numpy(states[0])
+        features["token_embeddings"] = torch.from_numpy(self.token_embeddings(features))
         with torch.no_grad():
             for module in list(self.st_model)[1:]:  # pooling, normalisation: the model's own modules
                 features = module(features)
         vectors = features["sentence_embedding"].numpy()
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def token_embeddings(self, features: dict) -> np.ndarray:
+        """The transformer's last hidden states for tokenised ``features`` (batch, tokens, dim)."""
+        return self.session.run(None, {"input_ids": features["input_ids"].numpy().astype(np.int64),
+                                       "attention_mask": features["attention_mask"].numpy().astype(np.int64)})[0]

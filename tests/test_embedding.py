@@ -84,14 +84,17 @@ def test_the_shipped_bank_pack_is_current(grader):
 
 
 def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
-    """ONNX float32 computes torch's vectors (so it shares their cache); int8 moves them a little and is
-    kept apart; the exported files are written once and reused."""
+    """ONNX float32 computes torch's vectors and token states (so it shares their cache); int8 moves them a
+    little and is kept apart; the exported files are written once and reused."""
     texts = ["多头注意力让模型在不同子空间关注不同位置。", "Scaling by the square root of d_k keeps the softmax from "
              "saturating.", "ok", "A longer answer. " * 40]
     reference = embedder.encode(texts)
     onnx = get_embedder("multilingual-e5-small", cache_dir, backend="onnx")
     assert onnx.vector_id == embedder.vector_id
     np.testing.assert_allclose((reference * onnx.encode(texts)).sum(1), 1.0, atol=1e-4)
+    for torch_tokens, onnx_tokens in zip(embedder.token_states(texts), onnx.token_states(texts), strict=True):
+        assert torch_tokens.ids.tolist() == onnx_tokens.ids.tolist()
+        np.testing.assert_allclose((torch_tokens.vectors * onnx_tokens.vectors).sum(1), 1.0, atol=1e-3)
     exported = onnx_folder(cache_dir, resolve_model("multilingual-e5-small", cache_dir)) / f"{PLAIN}.onnx"
     written = exported.stat().st_mtime_ns
     int8 = get_embedder("multilingual-e5-small", cache_dir, backend="onnx-int8")
@@ -146,3 +149,17 @@ def test_long_lists_are_batched_by_tokens_within_the_budget_and_keep_their_vecto
     vectors = embedder.encode(texts)
     alone = np.vstack([embedder.encode([t]) for t in (english, chinese, "ok")])
     np.testing.assert_allclose((vectors[[0, 1, -1]] * alone).sum(1), 1.0, atol=1e-4)
+
+
+def test_token_states_are_the_texts_own_tokens_whatever_batch_they_are_padded_in(embedder):
+    """Token alignment reads these: the prompt and special tokens must not be among them (every answer
+    would match the reference on "query:"), and padding beside a longer text must not move them."""
+    text = "A stack is last-in first-out."
+    longer = "多头注意力把模型维度分成几个头,每个头有自己的投影,最后拼接再投影回模型维度。" * 3
+    alone, = embedder.token_states([text])
+    assert alone.ids.tolist() == embedder.model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    np.testing.assert_allclose(np.linalg.norm(alone.vectors, axis=1), 1.0, atol=1e-5)
+    padded = embedder.token_states([longer, text, ""])
+    assert padded[1].ids.tolist() == alone.ids.tolist() and len(padded[0].ids) > 3 * len(alone.ids)
+    np.testing.assert_allclose((padded[1].vectors * alone.vectors).sum(1), 1.0, atol=1e-4)
+    assert embedder.token_states([]) == []
