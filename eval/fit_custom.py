@@ -29,7 +29,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from grader.answer_features import FEATURES, FROM_VECTORS, MONOTONE
+from grader.answer_features import FEATURES, FROM_VECTORS, HEAD_ONLY, MONOTONE
 from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path, embedding_terms
 from grader.scoring import ScoreModel
 
@@ -45,6 +45,11 @@ GRID: list[dict] = [  # chosen per fit by inner cross-validation grouped by ques
     dict(max_iter=200, learning_rate=0.03, max_depth=3, min_samples_leaf=30, l2_regularization=1.0),
     dict(max_iter=300, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=20),
 ]
+
+
+def tree_features(features: tuple[str, ...]) -> tuple[str, ...]:
+    """The features the trees split on (all but ``HEAD_ONLY``); the head reads all of ``features``."""
+    return tuple(f for f in features if f not in HEAD_ONLY)
 
 
 def _regressor(params: dict, features: tuple[str, ...], rows: int) -> HistGradientBoostingRegressor:
@@ -125,12 +130,13 @@ def choose_settings(x: np.ndarray, y: np.ndarray, questions: np.ndarray, feature
     if len(np.unique(questions)) < 3:
         return GRID[0], None, 0
     splits = question_groups(questions, 5)
-    columns = [FEATURES.index(f) for f in features]
+    on_trees = tree_features(features)
+    columns = [FEATURES.index(f) for f in on_trees]
     trees = np.zeros((len(GRID), len(y)))
     heads = np.zeros((len(HEAD_RANKS), len(y)))
     for train, test in splits:
         for i, params in enumerate(GRID):
-            fitted = _regressor(params, features, len(train)).fit(x[train][:, columns], y[train])
+            fitted = _regressor(params, on_trees, len(train)).fit(x[train][:, columns], y[train])
             trees[i, test] = fitted.predict(x[test][:, columns])
         if pairs is not None:
             for i, rank in enumerate(HEAD_RANKS):
@@ -155,12 +161,13 @@ def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, 
     if params is None:
         params, share, rank = (choose_settings(x, y, questions, features, pairs) if questions is not None
                                else (GRID[0], None, 0))
-    columns = [FEATURES.index(f) for f in features]
-    fitted = _regressor(params, features, len(y)).fit(x[:, columns], y)
+    on_trees = tree_features(features)
+    columns = [FEATURES.index(f) for f in on_trees]
+    fitted = _regressor(params, on_trees, len(y)).fit(x[:, columns], y)
     smoothing = {f: round(SMOOTHING_WIDTH * float(np.std(x[:, FEATURES.index(f)])), 6)
-                 for f in FROM_VECTORS if f in features}
+                 for f in FROM_VECTORS if f in on_trees}
     head = fit_head(x, pairs, y, features, share, rank) if pairs is not None and share else None
-    model = CustomModel(model=model_id, features=list(features), monotone=[MONOTONE[f] for f in features],
+    model = CustomModel(model=model_id, features=list(on_trees), monotone=[MONOTONE[f] for f in on_trees],
                         params=params, smoothing=smoothing, head=head, sklearn=sklearn.__version__)
     return model.with_estimator(fitted)
 

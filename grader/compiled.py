@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from grader.alignment import TokenStates
 from grader.detectors import is_enumeration, token_pairs
 from grader.schema import Rubric
 from grader.text import content_terms, detect_language, negated, split_sentences, verdict
@@ -94,6 +95,9 @@ class CompiledQuestion:
     reference_enumerates: bool = False  # a reference that only names things makes list answers fair
     question_terms: set[str] = field(default_factory=set)  # an answer adding none of its own only copies the question
     word_pairs: set[tuple[str, str]] = field(default_factory=set)  # of its texts: familiar in fluent answers to it
+    # a question given by its references only: their tokens and the question's token ids (``grader.alignment``)
+    reference_tokens: list[TokenStates] = field(default_factory=list)
+    question_token_ids: set[int] = field(default_factory=set)
 
     @classmethod
     def build(cls, rubric: Rubric) -> CompiledQuestion:

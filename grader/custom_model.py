@@ -4,7 +4,8 @@ A question a platform writes itself comes with a question text and reference ans
 hand-written key points, paraphrases and misconceptions, so the bank's calibration does not fit it.
 This model reads the named features of ``grader.answer_features``: gradient-boosted trees with
 monotone constraints (no feature that should only help can lower a score), mixed with a linear head
-over the same features (signs held to the same constraints) and the answer's embedding met with its
+over the same features and the token alignment ones (``HEAD_ONLY``; signs held to the same constraints)
+and the answer's embedding met with its
 closest reference's (dimension by dimension, and on a few leading directions against each other). Its
 settings, data and command are in ``grader/calibration/custom-<model>.json``; the trees, which have no
 faithful JSON form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from grader.answer_features import FEATURES, MONOTONE
+from grader.answer_features import FEATURES, HEAD_ONLY, MONOTONE
 from grader.scoring import CALIBRATION_DIR, model_slug
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class CustomModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="Embedding model the features were computed with.")
-    features: list[str]
+    features: list[str] = Field(description="What the trees split on (the head may also read HEAD_ONLY ones).")
     monotone: list[int] = Field(description="Per feature: +1 never lowers the score, -1 never raises it, 0 free.")
     params: dict[str, float | int | str] = Field(description="HistGradientBoostingRegressor settings, by inner CV.")
     smoothing: dict[str, float] = Field(default_factory=dict, description=(
@@ -166,8 +167,8 @@ class CustomModel(BaseModel):
         unread = set(self.smoothing) - set(self.features)
         if unread:
             raise ValueError(f"smoothing names features the model does not read: {sorted(unread)}")
-        if self.head is not None and set(self.head.weights) - set(self.features):
-            raise ValueError("the head reads features the model does not list")
+        if self.head is not None and set(self.head.weights) - set(self.features) - set(HEAD_ONLY):
+            raise ValueError("the head reads features the model lists neither for its trees nor as HEAD_ONLY")
         return self
 
     def with_estimator(self, estimator: Any, artifact_digest: str = "") -> CustomModel:

@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import yaml
 
+from grader.alignment import TokenStates, token_alignment
 from grader.answer_features import feature_vector, pair_vector
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
@@ -72,6 +73,7 @@ class Encoded(NamedTuple):
     vector: np.ndarray | None  # the answer's: the normalised mean of its sentences' (None: empty answer)
     sentences: np.ndarray | None  # one row per sentence
     whole: np.ndarray | None  # the whole answer's own vector: only for a doubtful topic or a short answer
+    tokens: TokenStates | None = None  # the answer's tokens: only for a question given by its references
 
 
 class Assessment(NamedTuple):
@@ -192,8 +194,13 @@ class Grader:
         if key not in self._custom:
             if len(self._custom) >= 256:
                 self._custom.pop(next(iter(self._custom)))
-            self._custom[key] = self._compile([rubric])[0]
-            self._custom[key].reference_only = reference_only
+            compiled = self._compile([rubric])[0]
+            compiled.reference_only = reference_only
+            if reference_only:
+                *compiled.reference_tokens, question_tokens = self.embedder.token_states(
+                    [*question.references, question.question])
+                compiled.question_token_ids = set(question_tokens.ids.tolist())
+            self._custom[key] = compiled
         return self._custom[key]
 
     def grade(self, question: str | CustomQuestion | Rubric, answer: str, lang: Lang | None = None,
@@ -203,7 +210,7 @@ class Grader:
 
     def grade_many(self, items: list[tuple[str | CustomQuestion | Rubric, str, Lang | None]],
                    judge: bool = True, exemplar_keys: list[str | None] | None = None) -> list[GradeResult]:
-        """Grade several answers with two encoder calls for all of them (answers, then their sentences).
+        """Grade several answers with at most three encoder calls for all of them (see ``_encode``).
 
         ``judge=False`` leaves a configured judge out of these grades (``judge.status`` says "off").
         ``exemplar_keys``: per answer, whose graded exemplars may inform it (the API scopes them by
@@ -227,7 +234,7 @@ class Grader:
                 results.append(empty)
                 continue
             item_started = time.perf_counter()
-            result = self._score(*item, hint, key)
+            result = self._score(item, hint, key)
             if judge_used is not None:
                 result = self._judged(result, c, p)
             spent = elapsed + (time.perf_counter() - item_started) * 1000
@@ -244,7 +251,8 @@ class Grader:
 
     def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[Encoded]:
         """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
-        call, and the whole answers that need it in a second.
+        call, and the whole answers that need it in a second; a third computes the token states of the
+        answers to questions given by their references only, for token alignment (``grader.alignment``).
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
@@ -275,6 +283,10 @@ class Grader:
                            or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
         for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
+        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and e.compiled.reference_only]
+        for i, tokens in zip(aligned, self.embedder.token_states([encoded[i].prepared.text for i in aligned]),
+                             strict=True):
+            encoded[i] = encoded[i]._replace(tokens=tokens)
         return encoded
 
     def _topic(self, c: CompiledQuestion, vector: np.ndarray) -> tuple[float, float]:
@@ -295,7 +307,8 @@ class Grader:
 
     # ------------------------------------------------------------------ scoring
 
-    def features(self, c: CompiledQuestion, p: Prepared, answer_vec, segment_vecs, whole_vec=None) -> dict:
+    def features(self, c: CompiledQuestion, p: Prepared, answer_vec, segment_vecs, whole_vec=None,
+                 tokens: TokenStates | None = None) -> dict:
         """Everything the score is computed from (also used to fit the calibration)."""
         cal = self.calibration
         rubric = c.rubric
@@ -355,6 +368,7 @@ class Grader:
             "dont_know": is_dont_know(p.text),
             "verdict_clash": verdict(p.text) * c.verdict < 0,
             "lang": p.language,
+            "alignment": None if tokens is None else token_alignment(tokens, c.reference_tokens, c.question_token_ids),
         }
 
     @staticmethod
@@ -371,11 +385,11 @@ class Grader:
             best[:, owner] = np.maximum(best[:, owner], sims[:, row])
         return best
 
-    def _score(self, c, p: Prepared, answer_vec, segment_vecs, whole_vec, hint: Lang | None,
-               exemplar_key: str | None = None) -> GradeResult:
+    def _score(self, item: Encoded, hint: Lang | None, exemplar_key: str | None = None) -> GradeResult:
         cal = self.calibration
+        c, p, answer_vec = item.compiled, item.prepared, item.vector
         rubric = c.rubric
-        f = self.features(c, p, answer_vec, segment_vecs, whole_vec)
+        f = self.features(*item)
         point_p, errors, reference, coverage, score, label, blend = self._assess(c, p, f)
         flags = self._flags(c, f, p, hint)
         capping = self._capping(c, flags)

@@ -220,3 +220,18 @@ def test_an_answer_with_the_opposite_verdict_to_the_references_is_flagged_and_ca
     assert "参考答案相反" in wrong.feedback
     assert "contradicts_reference" not in right.flags + no_verdict.flags
     assert right.score > wrong.score
+
+
+def test_token_alignment_credits_what_the_answer_says_of_the_reference(grader):
+    """The reference itself aligns fully; a paraphrase aligns better than an off-topic answer, and recalls more
+    of the reference than an answer that only repeats the question, once the question's tokens are set aside."""
+    from grader.alignment import token_alignment
+
+    reference, question, *answers = grader.embedder.token_states([STACK_REF, STACK_Q, STACK_REF, GOOD, OFF, STACK_Q])
+    question_ids = set(question.ids.tolist())
+    itself, good, off, parrot = (token_alignment(a, [reference], question_ids) for a in answers)
+    assert itself["tok_recall"] == pytest.approx(1.0, abs=1e-5) and itself["tok_f1"] == pytest.approx(1.0, abs=1e-5)
+    assert good["tok_recall"] > off["tok_recall"] + 0.1 and good["tok_f1"] > off["tok_f1"] + 0.1
+    assert good["tok_recall"] > parrot["tok_recall"] + 0.01
+    assert parrot["tok_recall"] < parrot["tok_recall_all"]  # its matches on the question's own tokens are set aside
+    assert token_alignment(answers[1], [], question_ids) == dict.fromkeys(good, 0.0)
