@@ -5,10 +5,10 @@ hand-written key points, paraphrases and misconceptions, so the bank's calibrati
 This model reads the named features of ``grader.answer_features``: gradient-boosted trees with
 monotone constraints (no feature that should only help can lower a score), mixed with a linear head
 over the same features and the token alignment ones (``HEAD_ONLY``; signs held to the same constraints)
-and the answer's embedding met with its
-closest reference's (dimension by dimension, and on a few leading directions against each other). Its
-settings, data and command are in ``grader/calibration/custom-<model>.json``; the trees, which have no
-faithful JSON form, are in the ``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
+and the answer's embedding met with its closest reference's (dimension by dimension, and on a few
+leading directions against each other). Its settings, data and command are in
+``grader/calibration/custom-<model>.json``; the trees, which have no faithful JSON form, are in the
+``.joblib`` file it names. Both are written by ``python -m eval.fit_custom``.
 
 With exemplars (``grader.exemplars``), the nearest graded answers of the same question correct the
 score: their grades minus the grader's own scores for them, weighted by similarity, move it, more so
