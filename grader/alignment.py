@@ -35,18 +35,16 @@ def token_alignment(answer: TokenStates, references: list[TokenStates], question
     """Alignment with the reference it matches best (by F1 with the question's tokens set aside):
     ``tok_recall``, ``tok_precision``, ``tok_f1`` without the question's tokens, ``tok_recall_all`` with them.
     An answer or reference made only of question tokens is aligned on all of its tokens."""
-    best = dict.fromkeys(ALIGNMENT_FEATURES, 0.0)
-    if not len(answer.ids):
-        return best
-    answer_own = ~np.isin(answer.ids, list(question_ids))
+    question = np.fromiter(question_ids, dtype=np.int64, count=len(question_ids))
+    answer_own = ~np.isin(answer.ids, question)
+    aligned = []
     for reference in references:
-        if not len(reference.ids):
+        if not len(answer.ids) or not len(reference.ids):
             continue
         similarity = answer.vectors @ reference.vectors.T
-        recall = _mean_best(similarity, 0, ~np.isin(reference.ids, list(question_ids)))
+        recall = _mean_best(similarity, 0, ~np.isin(reference.ids, question))
         precision = _mean_best(similarity, 1, answer_own)
-        f1 = 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0
-        if f1 > best["tok_f1"] or not any(best.values()):
-            best = {"tok_recall": recall, "tok_precision": precision, "tok_f1": f1,
-                    "tok_recall_all": float(similarity.max(axis=0).mean())}
-    return best
+        aligned.append({"tok_recall": recall, "tok_precision": precision,
+                        "tok_f1": 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0,
+                        "tok_recall_all": float(similarity.max(axis=0).mean())})
+    return max(aligned, key=lambda a: a["tok_f1"], default=dict.fromkeys(ALIGNMENT_FEATURES, 0.0))

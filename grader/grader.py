@@ -247,12 +247,14 @@ class Grader:
         Answer embeddings go through the disk cache here, so refitting on the same data is quick.
         """
         return [self.features(*item) if item.prepared.text else None
-                for item in self._encode(items, self.cache.encode)]
+                for item in self._encode(items, self.cache.encode, align=True)]
 
-    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None) -> list[Encoded]:
+    def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None,
+                align: bool | None = None) -> list[Encoded]:
         """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
         call, and the whole answers that need it in a second; a third computes the token states of the
-        answers to questions given by their references only, for token alignment (``grader.alignment``).
+        answers to questions given by their references only, for token alignment (``grader.alignment``),
+        when ``align`` (by default: when a custom-question model, the only reader of alignment, is loaded).
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
@@ -283,7 +285,8 @@ class Grader:
                            or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
         for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
-        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and e.compiled.reference_only]
+        align = self.custom_model is not None if align is None else align
+        aligned = [i for i, e in enumerate(encoded) if align and e.vector is not None and e.compiled.reference_only]
         for i, tokens in zip(aligned, self.embedder.token_states([encoded[i].prepared.text for i in aligned]),
                              strict=True):
             encoded[i] = encoded[i]._replace(tokens=tokens)

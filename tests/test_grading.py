@@ -200,3 +200,21 @@ def test_whole_answer_is_encoded_again_only_when_its_sentences_leave_the_topic_i
     assert elsewhere.whole is not None
     assert "off_topic" in grader.grade("class-imbalance", good).flags
     assert "off_topic" not in grader.grade("multihead-why", good).flags
+
+
+def test_answers_to_custom_questions_get_the_token_pass_only_where_alignment_is_read(grader, monkeypatch):
+    """Token alignment feeds the custom-question model alone: with none loaded (another embedding model),
+    grading skips the extra forward pass; fitting one (``features_many``) always computes it."""
+    question = CustomQuestion(question="What does a queue do?", references=["It removes items first in, first out."])
+    answer = "A queue hands items out in the order they came in."
+    grader.compiled(question)  # the references' tokens, once per question
+    passes = []
+    token_states = grader.embedder.token_states
+    monkeypatch.setattr(grader.embedder, "token_states",
+                        lambda texts: passes.append(list(texts)) or token_states(texts))
+    assert grader._encode([(question, answer)])[0].tokens is not None and passes == [[answer]]
+    assert grader.features_many([(question, answer)])[0]["alignment"]["tok_recall"] > 0.5
+    monkeypatch.setattr(grader, "custom_model", None)
+    passes.clear()
+    assert grader._encode([(question, answer)])[0].tokens is None and not any(passes)  # no text encoded
+    assert grader.features_many([(question, answer)])[0]["alignment"] is not None and [answer] in passes
