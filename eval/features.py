@@ -15,6 +15,7 @@ import numpy as np
 
 from eval.datasets import GradedAnswer, GradedSet, load_dataset
 from grader.answer_features import FEATURES, feature_vector, pair_vector
+from grader.answer_views import AnswerViews
 from grader.grader import Grader
 from grader.schema import CustomQuestion
 from grader.text import prepare
@@ -38,11 +39,30 @@ class FeatureTable:
     # highest score (fraction) the grader's caps allow each answer, as grading applies them (every flag that
     # caps a graded answer's score caps it here)
     ceiling: np.ndarray
+    texts: np.ndarray  # the answers as graded (prepared)
+    # each reference token's best match in the answer; a question's references fill the first columns, NaN after
+    token_coverage: np.ndarray
 
     @property
     def pairs(self) -> np.ndarray:
         """What the linear head reads: each answer's embedding beside its closest reference's."""
         return pair_vector(self.vectors, self.references)
+
+    def views(self, every_view: bool = True) -> AnswerViews:
+        """The answers as the exemplar ridge compares them (``ExemplarBlend``), on their embeddings only unless
+        ``every_view``; ``exemplar_terms`` keeps a question's own coverage columns."""
+        if not every_view:
+            return AnswerViews(self.vectors)
+        return AnswerViews(self.vectors, list(self.texts), self.token_coverage)
+
+    @classmethod
+    def concat(cls, tables: list[FeatureTable]) -> FeatureTable:
+        """Rows of every table in turn (token coverage padded to the widest)."""
+        width = max(t.token_coverage.shape[1] for t in tables)
+        padded = [np.pad(t.token_coverage, ((0, 0), (0, width - t.token_coverage.shape[1])), constant_values=np.nan)
+                    for t in tables]
+        return cls(**{k: np.concatenate(padded if k == "token_coverage" else [getattr(t, k) for t in tables])
+                      for k in tables[0].__dict__})
 
     def save(self, path: Path) -> None:
         np.savez(path, **self.__dict__)
@@ -57,9 +77,12 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     records = graded.records
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
-    rows, empty, vectors, references, ceiling = [], [], [], [], []
+    rows, empty, vectors, references, ceiling, texts, token_coverage = [], [], [], [], [], [], []
     for (question, answer), raw in zip(items, raws, strict=True):
         text = prepare(answer, grader.max_answer_chars).text
+        texts.append(text)
+        token_coverage.append(raw["token_coverage"] if raw is not None else
+                        np.zeros(sum(len(r.ids) for r in grader.compiled(question).reference_tokens)))
         empty.append(raw is None)
         flags = grader.capping_flags(question, answer, raw) if raw is not None else []
         ceiling.append(grader.calibration.apply_caps(10.0, flags) / 10.0)
@@ -81,7 +104,16 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         questions=np.array([r.question_id for r in records]),
         folds=np.array([r.fold or "" for r in records]),
         ceiling=np.array(ceiling),
+        texts=np.array(texts, dtype=str),
+        token_coverage=_padded(token_coverage),
     )
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    table = np.full((len(rows), max((len(r) for r in rows), default=0)), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        table[i, : len(row)] = row
+    return table
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from grader.answer_features import FEATURES, FROM_VECTORS, HEAD_ONLY, MONOTONE
+from grader.answer_views import AnswerViews
 from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path, embedding_terms
 from grader.scoring import ScoreModel
 
@@ -172,12 +173,14 @@ def fit_model(x: np.ndarray, y: np.ndarray, model_id: str, features: tuple[str, 
     return model.with_estimator(fitted)
 
 
-def exemplar_terms(blend: ExemplarBlend, vectors: np.ndarray, questions: np.ndarray, y: np.ndarray,
-                   base: np.ndarray, pool: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def exemplar_terms(blend: ExemplarBlend, views: AnswerViews, questions: np.ndarray, y: np.ndarray,
+                   base: np.ndarray, pool: np.ndarray, rows: np.ndarray,
+                   ridges: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ridge residual, kNN residual, exemplar count) for each of ``rows``, exemplars from ``pool`` only.
 
     Neighbours are searched with faiss, one flat inner-product index per question, as ``ExemplarStore``
-    does; only exemplars of the row's own question count.
+    does; only exemplars of the row's own question count. ``ridges`` keeps each question's fitted ridge
+    across calls that differ only in the blend's other numbers.
     """
     import faiss
 
@@ -188,14 +191,33 @@ def exemplar_terms(blend: ExemplarBlend, vectors: np.ndarray, questions: np.ndar
         if not len(mine):
             continue
         residuals = y[mine] - base[mine]
-        queries = np.ascontiguousarray(vectors[rows[where]], dtype=np.float32)
-        ridge[where] = blend.ridge_residual(vectors[mine], residuals, queries)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(np.ascontiguousarray(vectors[mine], dtype=np.float32))
+        exemplars, answers = _question_views(views, mine), _question_views(views, rows[where], mine)
+        key = (mine.tobytes(), residuals.tobytes())
+        fitted = ridges.get(key) if ridges is not None else None
+        if fitted is None:
+            fitted = blend.fit_ridge(exemplars, residuals)
+            if ridges is not None:
+                ridges[key] = fitted
+        if fitted.alpha != blend.alpha:
+            fitted = fitted.with_alpha(blend.alpha)
+        ridge[where] = fitted.predict(answers)
+        queries = np.ascontiguousarray(answers.vectors, dtype=np.float32)
+        index = faiss.IndexFlatIP(views.vectors.shape[1])
+        index.add(np.ascontiguousarray(exemplars.vectors, dtype=np.float32))
         sims, near = index.search(queries, min(blend.k, len(mine)))
         knn[where] = blend.knn_residual(sims, residuals[near])
         total[where] = len(mine)
     return ridge, knn, total
+
+
+def _question_views(views: AnswerViews, rows: np.ndarray, exemplars: np.ndarray | None = None) -> AnswerViews:
+    """``rows`` of one question, with its own token coverage columns (as wide as its ``exemplars``' own,
+    ``rows``' by default)."""
+    taken = views.take(rows)
+    if taken.token_coverage is None:
+        return taken
+    width = int((~np.isnan(views.token_coverage[(exemplars if exemplars is not None else rows)[0]])).sum())
+    return taken._replace(token_coverage=np.nan_to_num(taken.token_coverage[:, :width]) if width else None)
 
 
 def rubric_base(x: np.ndarray, score: ScoreModel) -> np.ndarray:
@@ -205,15 +227,15 @@ def rubric_base(x: np.ndarray, score: ScoreModel) -> np.ndarray:
     return np.clip(score.coverage_weight * coverage + score.reference_weight * reference + score.bias, 0.0, 1.0)
 
 
-def warm_predict(base: np.ndarray, blend: ExemplarBlend, y: np.ndarray, vectors: np.ndarray,
+def warm_predict(base: np.ndarray, blend: ExemplarBlend, y: np.ndarray, views: AnswerViews,
                  questions: np.ndarray, pool: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Scores of ``rows`` with exemplars from ``pool``, over ``base`` scores of every row (the exemplars'
     own are in-sample, as when a platform adds graded answers to a model that has seen them)."""
-    ridge, knn, total = exemplar_terms(blend, vectors, questions, y, base, pool, rows)
+    ridge, knn, total = exemplar_terms(blend, views, questions, y, base, pool, rows)
     return np.array([blend.apply(base[r], ridge[i], knn[i], total[i]) for i, r in enumerate(rows)])
 
 
-SEARCH = [dict(alpha=a, temperature=t) for a in (0.01, 0.03, 0.1) for t in (0.02, 0.05)]
+SEARCH = [dict(alpha=a, temperature=t) for a in (0.03, 0.1, 0.3) for t in (0.02, 0.05)]
 WEIGHTS = [dict(prior=p, ridge=r, knn=k) for p in (0.0, 3.0, 10.0, 30.0) for r in (0.0, 0.5, 0.75, 1.0)
            for k in (0.0, 0.25, 0.5)]
 # Exemplars per question in the inner folds' pools: all of a training fold (dozens here), and few, as a
@@ -231,7 +253,7 @@ def _subsample(pool: np.ndarray, questions: np.ndarray, size: int | None, seed: 
     return np.sort(np.concatenate(kept))
 
 
-def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.ndarray, model_id: str,
+def fit_blend(x: np.ndarray, y: np.ndarray, views: AnswerViews, questions: np.ndarray, model_id: str,
               folds: int = 5, features: tuple[str, ...] = FEATURES, params: dict | None = None,
               fixed_base: np.ndarray | None = None, pairs: np.ndarray | None = None,
               share: float | None = None, rank: int = 0) -> tuple[ExemplarBlend, float]:
@@ -254,10 +276,11 @@ def fit_blend(x: np.ndarray, y: np.ndarray, vectors: np.ndarray, questions: np.n
         bases.append(model.predict(x, pairs))  # in-sample for the exemplars, out-of-fold for the test rows
     pools = [(base, _subsample(train, questions, size, seed=i), test)
              for i, (base, (train, test)) in enumerate(zip(bases, splits, strict=True)) for size in POOL_SIZES]
-    best, best_error = None, np.inf
+    best, best_error, ridges = None, np.inf, {}
     for search in SEARCH:
         probe = ExemplarBlend(k=10, prior=0.0, ridge=1.0, knn=1.0, **search)
-        terms = [exemplar_terms(probe, vectors, questions, y, base, pool, test) for base, pool, test in pools]
+        terms = [exemplar_terms(probe, views, questions, y, base, pool, test, ridges)
+                 for base, pool, test in pools]
         for weights in WEIGHTS:
             blend = ExemplarBlend(k=10, **search, **weights)
             error = 0.0
@@ -294,16 +317,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     grader = Grader.from_settings(model=args.model)
     tables = [extract(grader, load_dataset(name, args.data)) for name in args.datasets]
-    table = FeatureTable(**{k: np.concatenate([getattr(t, k) for t in tables]) for k in tables[0].__dict__})
+    table = FeatureTable.concat(tables)
     keep = ~table.empty
     x, y = table.x[keep], table.y[keep]
     questions = np.array([f"{i}:{q}" for i, t in enumerate(tables) for q in t.questions])[keep]
     with threadpool_limits(limits=1, user_api="openmp"):  # small data: threads only thrash
         pairs = table.pairs[keep]
         model = fit_model(x, y, grader.embedder.model_id, questions=questions, pairs=pairs)
-        blend, error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
+        views = table.views().take(np.flatnonzero(keep))
+        blend, error = fit_blend(x, y, views, questions, grader.embedder.model_id,
                                  params=dict(model.params), pairs=pairs, **head_settings(model))
-        rubric_blend, rubric_error = fit_blend(x, y, table.vectors[keep], questions, grader.embedder.model_id,
+        rubric_blend, rubric_error = fit_blend(x, y, views, questions, grader.embedder.model_id,
                                                fixed_base=rubric_base(x, grader.calibration.score))
     path = custom_model_path(grader.embedder.model_id)
     artifact = path.with_suffix(".joblib")

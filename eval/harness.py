@@ -74,18 +74,20 @@ def standard_splits(graded: GradedSet, table: FeatureTable, mode: Mode) -> list[
 
 def predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
                  features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None,
-                 head: bool = True) -> np.ndarray:
+                 head: bool = True, every_view: bool = True) -> np.ndarray:
     """Scores (0-1) for ``test`` from a model fitted on ``train`` only (``head``: with the linear head over
-    the answers' pair vectors, as shipped)."""
+    the answers' pair vectors, as shipped; ``every_view``: exemplars compared on every view of an answer, as
+    shipped, or on their embeddings only)."""
     # a few thousand rows: OpenMP threads cost more than they save, and thrash on shared cores
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _predict_fold(train, test, model_id, mode, features, rubric, head)
+        return _predict_fold(train, test, model_id, mode, features, rubric, head, every_view)
 
 
 def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: Mode,
-                  features: tuple[str, ...], rubric: ScoreModel | None, head: bool) -> np.ndarray:
+                  features: tuple[str, ...], rubric: ScoreModel | None, head: bool,
+                  every_view: bool) -> np.ndarray:
     keep = ~train.empty
-    both = _concat(train, test)
+    both = FeatureTable.concat([train, test])
     params, head_choice = None, {}
     if rubric is not None:
         base = rubric_base(both.x, rubric)
@@ -98,18 +100,15 @@ def _predict_fold(train: FeatureTable, test: FeatureTable, model_id: str, mode: 
     rows = np.arange(n, n + len(test.y))
     predicted = base[rows]
     if mode == "warm":
-        blend, _ = fit_blend(train.x[keep], train.y[keep], train.vectors[keep], train.questions[keep], model_id,
+        blend, _ = fit_blend(train.x[keep], train.y[keep], train.views(every_view).take(np.flatnonzero(keep)),
+                             train.questions[keep], model_id,
                              features=features, params=params, pairs=train.pairs[keep], **head_choice,
                              fixed_base=base[:n][keep] if rubric is not None else None)
-        predicted = warm_predict(base, blend, both.y, both.vectors, both.questions, np.flatnonzero(~train.empty),
-                                 rows)
+        predicted = warm_predict(base, blend, both.y, both.views(every_view), both.questions,
+                                 np.flatnonzero(~train.empty), rows)
     predicted = np.minimum(predicted, test.ceiling)
     predicted[test.empty] = 0.0
     return predicted
-
-
-def _concat(a: FeatureTable, b: FeatureTable) -> FeatureTable:
-    return FeatureTable(**{k: np.concatenate([getattr(a, k), getattr(b, k)]) for k in a.__dict__})
 
 
 def _take(table: FeatureTable, rows: np.ndarray) -> FeatureTable:
@@ -126,13 +125,14 @@ def _breakdown(graded: GradedSet, human: np.ndarray, predicted: np.ndarray, labe
 
 
 def evaluate(graded: GradedSet, table: FeatureTable, model_id: str, mode: Mode = "cold",
-             features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None, head: bool = True) -> Report:
+             features: tuple[str, ...] = FEATURES, rubric: ScoreModel | None = None, head: bool = True,
+             every_view: bool = True) -> Report:
     """Cross-validated agreement under the dataset's protocol."""
     predicted = np.zeros(len(table.y))
     fold_of = np.empty(len(table.y), dtype=object)
     for name, train, test in standard_splits(graded, table, mode):
         predicted[test] = predict_fold(_take(table, train), _take(table, test), model_id, mode, features, rubric,
-                                       head)
+                                       head, every_view)
         fold_of[test] = name
     return _report(graded, table, predicted, fold_of.astype(str), model_id, mode, graded.protocol_text, rubric)
 

@@ -48,3 +48,12 @@ def token_alignment(answer: TokenStates, references: list[TokenStates], question
                         "tok_f1": 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0,
                         "tok_recall_all": float(similarity.max(axis=0).mean())})
     return max(aligned, key=lambda a: a["tok_f1"], default=dict.fromkeys(ALIGNMENT_FEATURES, 0.0))
+
+
+def reference_coverage(answer: TokenStates, references: list[TokenStates]) -> np.ndarray:
+    """Each reference token's best match among the answer's tokens, the references' tokens in order: which
+    parts of the references an answer says (``grader.answer_views``)."""
+    width = sum(len(r.ids) for r in references)
+    if not width or not len(answer.ids):
+        return np.zeros(width, dtype=np.float32)
+    return (np.concatenate([r.vectors for r in references]) @ answer.vectors.T).max(1)

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from grader.answer_features import FEATURES, HEAD_ONLY, MONOTONE
+from grader.answer_views import MAX_RIDGE_EXEMPLARS, AnswerViews, ExemplarRidge
 from grader.scoring import CALIBRATION_DIR, model_slug
 
 log = logging.getLogger(__name__)
@@ -39,26 +40,24 @@ SMOOTHING_DRAWS = 32  # jitter offsets per answer, each also mirrored: 64 tree p
 class ExemplarBlend(BaseModel):
     """score = base + n / (n + prior) * (ridge * ridge_residual + knn * knn_residual).
 
-    Residuals are grade minus the feature model's score. ``ridge_residual`` is a ridge regression of
-    the question's exemplar residuals on their embeddings, evaluated at the answer (what, in this
-    question, sets well-graded answers apart from the model's guess); ``knn_residual`` is the
-    similarity-weighted mean residual of the ``k`` nearest exemplars (softmax of cosine / temperature).
+    Residuals are grade minus the feature model's score. ``ridge_residual`` is a kernel ridge of the
+    question's exemplar residuals over their embeddings, reference-token coverage and characters
+    (``grader.answer_views``), evaluated at the answer (what, in this question, sets well-graded answers
+    apart from the model's guess); ``knn_residual`` is the similarity-weighted mean residual of the ``k``
+    nearest exemplars (softmax of cosine / temperature).
     """
 
     model_config = ConfigDict(extra="forbid")
     k: int = Field(ge=1)
     temperature: float = Field(gt=0)
-    alpha: float = Field(gt=0, description="Ridge penalty (embeddings are unit vectors).")
+    alpha: float = Field(gt=0, description="Ridge penalty (each view's kernel has unit mean self-similarity).")
     prior: float = Field(ge=0, description="Exemplar count at which exemplars get half their full say.")
     ridge: float = Field(ge=0, le=1.5)
     knn: float = Field(ge=0, le=1.5)
 
-    def ridge_residual(self, vectors: np.ndarray, residuals: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        from sklearn.linear_model import Ridge
-
-        if len(residuals) < 2:
-            return np.full(len(queries), float(np.mean(residuals)) if len(residuals) else 0.0)
-        return Ridge(alpha=self.alpha).fit(vectors, residuals).predict(queries)
+    def fit_ridge(self, pool: AnswerViews, residuals: np.ndarray) -> ExemplarRidge:
+        """The kernel ridge of a question's exemplar residuals; its ``predict`` gives ``ridge_residual``."""
+        return ExemplarRidge(pool, residuals, self.alpha)
 
     def knn_residual(self, similarity: np.ndarray, residuals: np.ndarray) -> np.ndarray:
         """Rows of neighbour similarities and their residuals -> one weighted residual per row."""
@@ -230,10 +229,11 @@ def load_custom_model(model_id: str) -> CustomModel | None:
     return model.with_estimator(joblib.load(artifact), hashlib.sha256(artifact.read_bytes()).hexdigest())
 
 
-def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer_vector: np.ndarray,
+def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer: AnswerViews,
                     basis: str) -> tuple[float, int, float] | None:
-    """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars; None
-    when it has none, or only exemplars scored under another ``basis`` (their residuals would be wrong)."""
+    """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars for one
+    ``answer``; None when it has none, or only exemplars scored under another ``basis`` (their residuals
+    would be wrong)."""
     stored = store.all(key)
     if stored is None:
         return None
@@ -241,10 +241,30 @@ def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer_v
         log.warning("exemplars of %s were scored under an earlier calibration or rubric and are not used; "
                     "add them again (the API re-indexes them at start-up)", key)
         return None
-    vectors, grades, bases = stored
-    near = store.search(key, answer_vector, blend.k)
+    pool, grades, bases = stored
+    residuals = (grades - bases) / 10
+    if len(residuals) > MAX_RIDGE_EXEMPLARS:  # the nearest exemplars: a ridge for this answer alone
+        nearest = np.argsort(-(pool.vectors @ answer.vectors[0]))[:MAX_RIDGE_EXEMPLARS]
+        ridge = blend.fit_ridge(pool.take(nearest), residuals[nearest])
+    else:
+        ridge = _question_ridge(blend, store, key, pool, residuals)
+    near = store.search(key, answer.vectors[0], blend.k)
     near_residuals = (np.array(near.score) - np.array(near.base)) / 10
-    adjusted = blend.apply(np.array([base]), blend.ridge_residual(vectors, (grades - bases) / 10,
-                                                                  answer_vector.reshape(1, -1)),
+    adjusted = blend.apply(np.array([base]), ridge.predict(answer),
                            blend.knn_residual(np.array(near.similarity), near_residuals), len(grades))
     return float(adjusted[0]), len(grades), near.similarity[0]
+
+
+_RIDGES: dict[tuple, ExemplarRidge] = {}
+
+
+def _question_ridge(blend: ExemplarBlend, store, key: str, pool: AnswerViews,
+                    residuals: np.ndarray) -> ExemplarRidge:
+    """A question's ridge, fitted once for all the answers graded against the same exemplars."""
+    exemplars = (str(store.folder), key, blend.alpha, residuals.tobytes(),
+                 hashlib.sha256(pool.vectors.tobytes()).hexdigest())
+    if exemplars not in _RIDGES:
+        if len(_RIDGES) >= 64:
+            _RIDGES.pop(next(iter(_RIDGES)))
+        _RIDGES[exemplars] = blend.fit_ridge(pool, residuals)
+    return _RIDGES[exemplars]

@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from grader.answer_views import AnswerViews
 from grader.errors import GraderError
 from grader.schema import CustomQuestion, Rubric
 from grader.scoring import model_slug
@@ -58,6 +59,10 @@ class Grades(BaseModel):
     scores: list[float] = Field(default_factory=list, description="Human scores, 0-10.")
     base: list[float] = Field(default_factory=list, description="The feature model's score when added, 0-10.")
     digests: list[str] = Field(default_factory=list, description="Answer hashes; re-adding an answer is a no-op.")
+    texts: list[str] = Field(default_factory=list, description="The answers as graded (their character n-grams "
+                                                                "are one view of the exemplar ridge).")
+    token_coverage: list[list[float]] = Field(default_factory=list, description=(
+        "Each reference token's best match in the answer (grader.answer_views); [] where none was computed."))
     basis: str = Field(default="", description="What the base scores were computed under (Grader.scoring_basis).")
 
 
@@ -104,10 +109,10 @@ class ExemplarStore:
         return found[1].basis if found and found[0].ntotal else None
 
     def add(self, key: str, question: str, vectors: np.ndarray, scores: list[float], base: list[float],
-            answers: list[str], basis: str = "") -> int:
-        """Add graded answers (scores 0-10, the grader's own ``base`` scores under ``basis``); returns how
-        many were new. Exemplars scored under another basis are dropped first: their residuals would
-        compare a grade with a score the grader no longer gives."""
+            answers: list[str], basis: str = "", token_coverage: list[np.ndarray | None] | None = None) -> int:
+        """Add graded answers (scores 0-10, the grader's own ``base`` scores under ``basis``, each answer's
+        ``token_coverage`` where known); returns how many were new. Exemplars scored under another basis are
+        dropped first: their residuals would compare a grade with a score the grader no longer gives."""
         if self.basis(key) not in (None, basis):
             log.warning("exemplars of %s were scored under an earlier calibration or rubric; starting afresh", key)
             self.drop(key)
@@ -122,6 +127,9 @@ class ExemplarStore:
                 grades.digests.append(digest)
                 grades.scores.append(float(scores[i]))
                 grades.base.append(float(base[i]))
+                grades.texts.append(answer)
+                found = None if token_coverage is None else token_coverage[i]
+                grades.token_coverage.append([] if found is None else [round(float(v), 4) for v in found])
         if keep:
             index.add(np.ascontiguousarray(vectors[keep], dtype=np.float32))
             self._save(key, index, grades)
@@ -143,13 +151,20 @@ class ExemplarStore:
         os.replace(str(index_path) + ".tmp", index_path)
         os.replace(grades_path.with_suffix(".tmp"), grades_path)
 
-    def all(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(vectors, scores, model scores) of every exemplar of question ``key``, or None."""
+    def all(self, key: str) -> tuple[AnswerViews, np.ndarray, np.ndarray] | None:
+        """(answers, scores, model scores) of every exemplar of question ``key``, or None. Exemplars stored
+        before their texts or coverage were kept leave that view out."""
         found = self._get(key)
         if not found or not found[0].ntotal:
             return None
         index, grades = found
-        return index.reconstruct_n(0, index.ntotal), np.array(grades.scores), np.array(grades.base)
+        n = index.ntotal
+        texts = grades.texts if len(grades.texts) == n else None
+        widths = {len(c) for c in grades.token_coverage}
+        complete = len(grades.token_coverage) == n and len(widths) == 1 and 0 not in widths
+        token_coverage = np.array(grades.token_coverage) if complete else None
+        return (AnswerViews(index.reconstruct_n(0, n), texts, token_coverage), np.array(grades.scores),
+                np.array(grades.base))
 
     def search(self, key: str, vector: np.ndarray, k: int) -> Neighbours | None:
         """The ``k`` most similar exemplars of question ``key`` (None when it has none)."""
@@ -186,7 +201,8 @@ def add_graded(grader, items: list[tuple[str | CustomQuestion | Rubric, str, flo
     for key, rows in groups.items():
         question = grader.compiled(items[rows[0]][0]).rubric.question.en
         texts = [prepare(items[i][1], grader.max_answer_chars).text for i in rows]
-        added[key] = grader.exemplars.add(key, question, np.stack([unblended[i][1] for i in rows]),
-                                          [items[i][2] for i in rows], [unblended[i][0] for i in rows], texts,
-                                          basis=grader.scoring_basis(items[rows[0]][0]))
+        added[key] = grader.exemplars.add(key, question, np.stack([unblended[i].vector for i in rows]),
+                                          [items[i][2] for i in rows], [unblended[i].score for i in rows], texts,
+                                          basis=grader.scoring_basis(items[rows[0]][0]),
+                                          token_coverage=[unblended[i].token_coverage for i in rows])
     return added

@@ -15,8 +15,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import yaml
 
-from grader.alignment import TokenStates, token_alignment
+from grader.alignment import TokenStates, reference_coverage, token_alignment
 from grader.answer_features import feature_vector, pair_vector
+from grader.answer_views import AnswerViews
 from grader.bank import Bank, load_bank
 from grader.compiled import CompiledQuestion, Rows
 from grader.custom_model import ExemplarBlend, blend_exemplars, load_custom_model
@@ -73,7 +74,15 @@ class Encoded(NamedTuple):
     vector: np.ndarray | None  # the answer's: the normalised mean of its sentences' (None: empty answer)
     sentences: np.ndarray | None  # one row per sentence
     whole: np.ndarray | None  # the whole answer's own vector: only for a doubtful topic or a short answer
-    tokens: TokenStates | None = None  # the answer's tokens: only for a question given by its references
+    tokens: TokenStates | None = None  # the answer's tokens: where alignment or exemplars read them
+
+
+class Unblended(NamedTuple):
+    """What an exemplar keeps of the grader's reading of it."""
+
+    score: float  # 0-10, before exemplars and caps
+    vector: np.ndarray
+    token_coverage: np.ndarray | None  # each reference token's best match in the answer
 
 
 class Assessment(NamedTuple):
@@ -218,11 +227,13 @@ class Grader:
         """
         judge_used = self.judge if judge else None
         started = time.perf_counter()
-        encoded = self._encode([(q, a) for q, a, _ in items])
+        keys = exemplar_keys if exemplar_keys is not None else [
+            question_key(c.rubric, custom=c.reference_only) for c in (self.compiled(q) for q, _, _ in items)]
+        # exemplars compare answers on their reference-token coverage too, which needs the answer's tokens
+        warm = [bool(key) and self.exemplars is not None and self.exemplars.count(key) > 0 for key in keys]
+        encoded = self._encode([(q, a) for q, a, _ in items], warm=warm)
         elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
         results = []
-        keys = exemplar_keys if exemplar_keys is not None else [
-            question_key(e.compiled.rubric, custom=e.compiled.reference_only) for e in encoded]
         for (_, _, hint), item, key in zip(items, encoded, keys, strict=True):
             c, p = item.compiled, item.prepared
             if not p.text:
@@ -250,11 +261,13 @@ class Grader:
                 for item in self._encode(items, self.cache.encode, align=True)]
 
     def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None,
-                align: bool | None = None) -> list[Encoded]:
+                align: bool | None = None, warm: list[bool] | None = None) -> list[Encoded]:
         """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
         call, and the whole answers that need it in a second; a third computes the token states of the
-        answers to questions given by their references only, for token alignment (``grader.alignment``),
-        when ``align`` (by default: when a custom-question model, the only reader of alignment, is loaded).
+        answers that need them: to questions given by their references only, for token alignment
+        (``grader.alignment``), when ``align`` (by default: when a custom-question model, the only reader of
+        alignment, is loaded), and the ``warm`` ones, whose exemplars compare them on their reference-token
+        coverage (``grader.answer_views``). ``align=True``: every answer's.
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
@@ -285,12 +298,20 @@ class Grader:
                            or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
         for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
-        align = self.custom_model is not None if align is None else align
-        aligned = [i for i, e in enumerate(encoded) if align and e.vector is not None and e.compiled.reference_only]
+        custom_align = self.custom_model is not None if align is None else align
+        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and (
+            align or (custom_align and e.compiled.reference_only) or (warm is not None and warm[i]))]
         for i, tokens in zip(aligned, self.embedder.token_states([encoded[i].prepared.text for i in aligned]),
                              strict=True):
+            self._reference_tokens(encoded[i].compiled)
             encoded[i] = encoded[i]._replace(tokens=tokens)
         return encoded
+
+    def _reference_tokens(self, c: CompiledQuestion) -> None:
+        """A rubric question's reference tokens, computed the first time an answer's tokens are compared with
+        them (a question given by its references has them from compiling)."""
+        if not c.reference_tokens:
+            c.reference_tokens = self.embedder.token_states(c.references.texts)
 
     def _topic(self, c: CompiledQuestion, vector: np.ndarray) -> tuple[float, float]:
         """(cosine of the closest reference of this question, of any other bank question's; -1 if none)."""
@@ -372,6 +393,7 @@ class Grader:
             "verdict_clash": verdict(p.text) * c.verdict < 0,
             "lang": p.language,
             "alignment": None if tokens is None else token_alignment(tokens, c.reference_tokens, c.question_token_ids),
+            "token_coverage": None if tokens is None else reference_coverage(tokens, c.reference_tokens),
         }
 
     @staticmethod
@@ -397,7 +419,9 @@ class Grader:
         flags = self._flags(c, f, p, hint)
         capping = self._capping(c, flags)
         used = None
-        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, answer_vec, self._basis(c))
+        views = AnswerViews(answer_vec.reshape(1, -1), [p.text],
+                            None if f["token_coverage"] is None else f["token_coverage"].reshape(1, -1))
+        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, views, self._basis(c))
                  if blend is not None and self.exemplars is not None and exemplar_key else None)
         if found is not None:
             adjusted, count, nearest = found
@@ -507,12 +531,16 @@ class Grader:
         c = self.compiled(question)
         return self.custom_model.exemplars if self._is_custom(c) else self.custom_model.rubric_exemplars
 
-    def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]],
-                  ) -> list[tuple[float, np.ndarray] | None]:
-        """Each answer's score before exemplars and caps (0-10) and its vector (None for an empty answer):
-        what an exemplar keeps beside its human grade, so that the blend learns from the difference."""
-        return [(self._assess(e.compiled, e.prepared, self.features(*e)).score, e.vector) if e.prepared.text else None
-                for e in self._encode(items, self.cache.encode)]
+    def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[Unblended | None]:
+        """Each answer's score before exemplars and caps (0-10), vector and reference-token coverage (None for
+        an empty answer): what an exemplar keeps beside its human grade, so that the blend learns from the
+        difference."""
+        found = []
+        for e in self._encode(items, self.cache.encode, align=True):
+            f = self.features(*e) if e.prepared.text else None
+            found.append(None if f is None else Unblended(self._assess(e.compiled, e.prepared, f).score, e.vector,
+                                                          f["token_coverage"]))
+        return found
 
     def _flags(self, c: CompiledQuestion, f: dict, p: Prepared, hint: Lang | None) -> list[str]:
         cal = self.calibration

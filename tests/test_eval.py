@@ -16,6 +16,7 @@ from eval.datasets import load_graded
 from eval.fit_custom import fit_head, sign_held_ridge
 from eval.metrics import agreement, to_grades
 from grader.answer_features import FEATURES, feature_vector, pair_vector
+from grader.answer_views import AnswerViews, ExemplarRidge
 from grader.custom_model import LinearHead
 from grader.exemplars import ExemplarStore
 from grader.schema import CustomQuestion
@@ -166,6 +167,47 @@ def test_exemplar_index_adds_searches_and_persists(tmp_path):
     assert found.similarity[0] >= found.similarity[1]
 
 
+def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddings_blur():
+    """Exemplars whose embeddings say nothing of their grades: a teacher who rewards one exact term (characters)
+    and one part of the reference (coverage). The ridge over all three views finds both; over embeddings alone
+    it predicts about the mean for every answer."""
+    rng = np.random.default_rng(0)
+    n = 60
+    vectors = rng.normal(size=(n + 2, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    has_term = np.arange(n + 2) % 2 == 0
+    covers = np.arange(n + 2) % 3 == 0
+    texts = [("uses O(log n) search" if t else "uses a linear scan") + f" step {i}" for i, t in enumerate(has_term)]
+    coverage = rng.uniform(0.80, 0.84, size=(n + 2, 12))
+    coverage[covers, 5] = 0.95
+    residuals = 0.3 * has_term[:n] + 0.3 * covers[:n] - 0.25
+    views = AnswerViews(vectors, texts, coverage)
+    pool, queries = views.take(np.arange(n)), views.take([n, n + 1])  # query n has the term and covers, n + 1 neither
+    full = ExemplarRidge(pool, residuals, alpha=0.1).predict(queries)
+    assert full[0] - full[1] > 0.4
+    alone = ExemplarRidge(AnswerViews(pool.vectors), residuals, alpha=0.1).predict(queries)
+    assert abs(alone[0] - alone[1]) < 0.15
+    assert ExemplarRidge(pool.take([0]), residuals[:1], alpha=0.1).predict(queries) == pytest.approx([residuals[0]] * 2)
+
+
+def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_views_out(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = ExemplarStore(tmp_path, "some/model", 8)
+    coverage = [np.array([0.9, 0.8]), np.array([0.7, 0.6]), np.array([0.5, 0.4])]
+    store.add("q", "question", vectors, [10, 5, 0], [8, 6, 4], ["a", "b", "c"], token_coverage=coverage)
+    views, scores, bases = ExemplarStore(tmp_path, "some/model", 8).all("q")
+    assert views.texts == ["a", "b", "c"] and views.token_coverage.tolist() == [[0.9, 0.8], [0.7, 0.6], [0.5, 0.4]]
+    assert scores.tolist() == [10, 5, 0] and bases.tolist() == [8, 6, 4]
+    store.add("old", "question", vectors, [10, 5, 0], [8, 6, 4], ["a", "b", "c"])  # no coverage computed
+    grades = store.folder / "old.json"
+    written = json.loads(grades.read_text(encoding="utf-8"))
+    grades.write_text(json.dumps({k: v for k, v in written.items() if k not in ("texts", "token_coverage")}), "utf-8")
+    views, _, _ = ExemplarStore(tmp_path, "some/model", 8).all("old")  # a store from before these views
+    assert views.texts is None and views.token_coverage is None and views.vectors.shape == (3, 8)
+
+
 def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
     train, test = tmp_path / "train.csv", tmp_path / "test.jsonl"
     _write_csv(train, _rows(24, seed=2))
@@ -194,6 +236,9 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     graded = [(question, f"{partial} {tail}", 10.0) for tail in ("", "That is all.", "Both are lists.")]
     graded += [(question, OFF, 0.0), (question, WEAK, 0.0)]
     assert sum(add_graded(grader, graded).values()) == 5
+    views, _, _ = grader.exemplars.all(grader.exemplar_key(question))
+    reference_tokens = sum(len(t.ids) for t in grader.compiled(question).reference_tokens)
+    assert views.texts[0] == partial and views.token_coverage.shape == (5, reference_tokens) and reference_tokens > 10
     warm = grader.grade(question, partial)
     assert "+ 5 exemplars" in warm.calibration and warm.exemplars.count == 5
     assert warm.exemplars.base_score == pytest.approx(cold.score, abs=0.06) and warm.score > cold.score
@@ -207,6 +252,26 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     assert stale.exemplars is None and stale.score == cold.score
     assert sum(add_graded(grader, graded[:2]).values()) == 2  # the stale ones are dropped, not mixed in
     assert grader.grade(question, partial).exemplars.count == 2
+
+
+def test_exemplars_of_a_bank_question_are_compared_on_its_reference_tokens_too(grader, tmp_path, monkeypatch):
+    """A rubric question computes no token states to grade; once it has exemplars, its answers' coverage of
+    the references' tokens is computed, stored with each exemplar and read when grading."""
+    if grader.custom_model is None:
+        pytest.skip("no fitted custom-question model for this embedding model")
+    from grader.exemplars import add_graded
+
+    monkeypatch.setattr(grader, "exemplars", ExemplarStore(tmp_path, grader.embedder.model_id, grader.embedder.dim))
+    question_id = "multihead-why"
+    answer = "Several heads attend to different positions and subspaces at once, then their outputs are joined."
+    cold = grader.grade(question_id, answer)
+    assert add_graded(grader, [(question_id, answer + tail, 10.0) for tail in ("", " That is all.")]
+                      + [(question_id, OFF, 0.0)]) == {question_id: 3}
+    views, _, _ = grader.exemplars.all(question_id)
+    reference_tokens = sum(len(t.ids) for t in grader.compiled(question_id).reference_tokens)
+    assert views.token_coverage.shape == (3, reference_tokens) and reference_tokens > 10
+    warm = grader.grade(question_id, answer)
+    assert warm.exemplars.count == 3 and warm.score > cold.score
 
 
 def test_an_answer_with_the_opposite_verdict_to_the_references_is_flagged_and_capped(grader):
