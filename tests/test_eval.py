@@ -223,6 +223,25 @@ def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
     assert missing.returncode == 2 and b"--test" in missing.stderr
 
 
+def test_exemplars_add_command_stores_each_answer_with_its_text_and_token_coverage(cli_env, cache_dir, tmp_path):
+    question = f"What does a deque allow that a stack does not? ({tmp_path.name})"  # a question of this run only
+    answers = ["Adding and removing at both ends.", "Push and pop at the front and at the back.", "It is a list."]
+    graded = tmp_path / "graded.csv"
+    _write_csv(graded, [{"question": question, "reference": "A deque inserts and removes at both ends; a stack at "
+                         "one end only.", "answer": a, "score": s} for a, s in zip(answers, (10, 9, 2), strict=True)])
+    command = [*grader_command(), "exemplars", "add", str(graded)]
+    done = subprocess.run(command, capture_output=True, env=cli_env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "3 new exemplars for 1 question(s)" in done.stdout.decode()
+    stored = [json.loads(p.read_text(encoding="utf-8")) for p in (cache_dir / "exemplars").rglob("c-*.json")]
+    mine = [g for g in stored if g["question"] == question]
+    assert len(mine) == 1 and mine[0]["texts"] == answers and mine[0]["scores"] == [10, 9, 2]
+    widths = {len(c) for c in mine[0]["token_coverage"]}
+    assert len(widths) == 1 and widths.pop() > 5
+    again = subprocess.run(command, capture_output=True, env=cli_env, timeout=300)
+    assert again.returncode == 0 and "0 new exemplars" in again.stdout.decode()
+
+
 def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypatch):
     if grader.custom_model is None:
         pytest.skip("no fitted custom-question model for this embedding model")
