@@ -14,13 +14,14 @@ On ADS (warm, 5 folds), with the blend's numbers by inner cross-validation, Pear
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 # Exemplars the ridge solves over (the nearest to the answer when a question has more): its cost grows with
 # their cube, and far exemplars say little about this answer.
 MAX_RIDGE_EXEMPLARS = 400
+VIEWS = ("vectors", "token_coverage", "texts")
 TOKEN_COVERAGE_SD_FLOOR = 0.02  # a reference token every exemplar matches alike says nothing, and is not blown up
 
 
@@ -42,36 +43,40 @@ class ExemplarRidge:
 
     Each view shared by every exemplar is centred on the exemplars' mean and scaled to unit mean
     self-similarity; the kernel is the sum of the views' linear kernels. The fit depends on the exemplars
-    only, so a question's is computed once for all the answers graded against it.
+    only, so a question's is computed once for all the answers graded against it. Character n-grams stay
+    sparse (centring them would make hundreds of exemplars' rows tens of megabytes): the centring is
+    applied to their products instead.
     """
 
     def __init__(self, pool: AnswerViews, residuals: np.ndarray, alpha: float):
         self.mean = float(residuals.mean()) if len(residuals) else 0.0
+        self._coverage_scale: tuple[np.ndarray, np.ndarray] | None = None
         self._characters = None
-        self._token_coverage: tuple[np.ndarray, np.ndarray] | None = None
-        blocks = [self._rows(pool, "vectors")]
         if pool.token_coverage is not None and pool.token_coverage.shape[1]:
-            self._token_coverage = (pool.token_coverage.mean(0), pool.token_coverage.std(0) + TOKEN_COVERAGE_SD_FLOOR)
-            blocks.append(self._rows(pool, "token_coverage"))
+            self._coverage_scale = (pool.token_coverage.mean(0),
+                                    pool.token_coverage.std(0) + TOKEN_COVERAGE_SD_FLOOR)
         if pool.texts is not None:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             try:
                 self._characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True).fit(
                     pool.texts)
-                blocks.append(self._rows(pool, "texts"))
             except ValueError:  # not one character in the exemplars: nothing to compare
-                self._characters = None
-        self._pool: list[tuple[str, np.ndarray, np.ndarray, float]] = []  # view, centre, centred rows, scale
+                pass
+        self._views: list[tuple[str, Any, np.ndarray, np.ndarray, float, float]] = []
         kernel = np.zeros((len(residuals), len(residuals)))
-        for view, rows in blocks:
-            center = rows.mean(0)
-            rows = rows - center
-            block = rows @ rows.T
-            scale = float(np.trace(block)) / max(len(rows), 1)
-            if scale > 1e-12:
+        for view in VIEWS:
+            rows = self._rows(pool, view)
+            if rows is None:
+                continue
+            center = np.asarray(rows.mean(0)).ravel()
+            row_center = np.asarray(rows @ center).ravel()
+            center_center = float(center @ center)
+            block = _dense(rows @ rows.T) - row_center[:, None] - row_center[None, :] + center_center
+            scale = float(np.trace(block)) / max(len(residuals), 1)
+            if scale > 1e-12:  # a view on which every exemplar reads alike tells them nothing apart
                 kernel += block / scale
-                self._pool.append((view, center, rows, scale))
+                self._views.append((view, rows, center, row_center, center_center, scale))
         self._kernel, self._centred = kernel, residuals - self.mean
         self.alpha, self.dual = alpha, self._solve(alpha)
 
@@ -86,28 +91,32 @@ class ExemplarRidge:
         other.alpha, other.dual = alpha, self._solve(alpha)
         return other
 
-    def _rows(self, answers: AnswerViews, view: str) -> tuple[str, np.ndarray]:
+    def _rows(self, answers: AnswerViews, view: str) -> Any:
+        """The answers' rows in ``view`` (None where they lack it or the exemplars did)."""
         if view == "vectors":
-            return view, answers.vectors
+            return answers.vectors
         if view == "token_coverage":
-            assert self._token_coverage is not None
-            mean, sd = self._token_coverage
-            return view, (answers.token_coverage - mean) / sd
-        return view, self._characters.transform(answers.texts).toarray()
-
-    def _has(self, answers: AnswerViews, view: str, width: int) -> bool:
-        if view == "texts":
-            return answers.texts is not None
-        if view == "token_coverage":
-            return answers.token_coverage is not None and answers.token_coverage.shape[1] == width
-        return True
+            if self._coverage_scale is None or answers.token_coverage is None or \
+                    answers.token_coverage.shape[1] != len(self._coverage_scale[0]):
+                return None
+            mean, sd = self._coverage_scale
+            return (answers.token_coverage - mean) / sd
+        if self._characters is None or answers.texts is None:
+            return None
+        return self._characters.transform(answers.texts)
 
     def predict(self, answers: AnswerViews) -> np.ndarray:
         """Each answer's residual: the exemplars' mean, plus what sets the answer apart on the views it shares
-        with them (an answer without coverage is compared on the others)."""
+        with them (an answer without token coverage is compared on the others)."""
         cross = np.zeros((len(answers.vectors), len(self.dual)))
-        for view, center, rows, scale in self._pool:
-            if self._has(answers, view, rows.shape[1]):
-                cross += (self._rows(answers, view)[1] - center) @ rows.T / scale
+        for view, rows, center, row_center, center_center, scale in self._views:
+            queries = self._rows(answers, view)
+            if queries is not None:
+                query_center = np.asarray(queries @ center).ravel()
+                cross += (_dense(queries @ rows.T) - query_center[:, None] - row_center[None, :]
+                          + center_center) / scale
         return self.mean + cross @ self.dual
 
+
+def _dense(product: Any) -> np.ndarray:
+    return product.toarray() if hasattr(product, "toarray") else np.asarray(product)
