@@ -21,7 +21,7 @@ import numpy as np
 # Exemplars the ridge solves over (the nearest to the answer when a question has more): its cost grows with
 # their cube, and far exemplars say little about this answer.
 MAX_RIDGE_EXEMPLARS = 400
-VIEWS = ("vectors", "token_coverage", "texts")
+VIEWS = ("embedding", "token_coverage", "characters")
 TOKEN_COVERAGE_SD_FLOOR = 0.02  # a reference token every exemplar matches alike says nothing, and is not blown up
 
 
@@ -93,7 +93,7 @@ class ExemplarRidge:
 
     def _rows(self, answers: AnswerViews, view: str) -> Any:
         """The answers' rows in ``view`` (None where they lack it or the exemplars did)."""
-        if view == "vectors":
+        if view == "embedding":
             return answers.vectors
         if view == "token_coverage":
             if self._coverage_scale is None or answers.token_coverage is None or \
