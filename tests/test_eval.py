@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+import uuid
 
 import numpy as np
 import pytest
@@ -224,7 +225,7 @@ def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
 
 
 def test_exemplars_add_command_stores_each_answer_with_its_text_and_token_coverage(cli_env, cache_dir, tmp_path):
-    question = f"What does a deque allow that a stack does not? ({tmp_path.name})"  # a question of this run only
+    question = f"What does a deque allow that a stack does not? ({uuid.uuid4().hex[:8]})"  # this run's own question
     answers = ["Adding and removing at both ends.", "Push and pop at the front and at the back.", "It is a list."]
     graded = tmp_path / "graded.csv"
     _write_csv(graded, [{"question": question, "reference": "A deque inserts and removes at both ends; a stack at "
