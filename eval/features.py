@@ -60,7 +60,7 @@ class FeatureTable:
         """Rows of every table in turn (token coverage padded to the widest)."""
         width = max(t.token_coverage.shape[1] for t in tables)
         padded = [np.pad(t.token_coverage, ((0, 0), (0, width - t.token_coverage.shape[1])), constant_values=np.nan)
-                    for t in tables]
+                  for t in tables]
         return cls(**{k: np.concatenate(padded if k == "token_coverage" else [getattr(t, k) for t in tables])
                       for k in tables[0].__dict__})
 
@@ -82,7 +82,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         text = prepare(answer, grader.max_answer_chars).text
         texts.append(text)
         token_coverage.append(raw["token_coverage"] if raw is not None else
-                        np.zeros(sum(len(r.ids) for r in grader.compiled(question).reference_tokens)))
+                              np.zeros(sum(len(r.ids) for r in grader.compiled(question).reference_tokens)))
         empty.append(raw is None)
         flags = grader.capping_flags(question, answer, raw) if raw is not None else []
         ceiling.append(grader.calibration.apply_caps(10.0, flags) / 10.0)
