@@ -231,7 +231,8 @@ class Grader:
             question_key(c.rubric, custom=c.reference_only) for c in (self.compiled(q) for q, _, _ in items)]
         # exemplars compare answers on their reference-token coverage too, which needs the answer's tokens
         warm = [bool(key) and self.exemplars is not None and self.exemplars.count(key) > 0 for key in keys]
-        encoded = self._encode([(q, a) for q, a, _ in items], warm=warm)
+        encoded = self._encode([(q, a) for q, a, _ in items], tokens_for=[
+            hot or self._aligned(self.compiled(q)) for (q, _, _), hot in zip(items, warm, strict=True)])
         elapsed = (time.perf_counter() - started) * 1000 / max(len(items), 1)
         results = []
         for (_, _, hint), item, key in zip(items, encoded, keys, strict=True):
@@ -257,17 +258,15 @@ class Grader:
 
         Answer embeddings go through the disk cache here, so refitting on the same data is quick.
         """
-        return [self.features(*item) if item.prepared.text else None
-                for item in self._encode(items, self.cache.encode, align=True)]
+        return [self.features(*item) if item.prepared.text else None for item in self._encode(
+            items, self.cache.encode, tokens_for=[self.compiled(q).reference_only for q, _ in items])]
 
     def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None,
-                align: bool | None = None, warm: list[bool] | None = None) -> list[Encoded]:
+                tokens_for: list[bool] | None = None) -> list[Encoded]:
         """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
         call, and the whole answers that need it in a second; a third computes the token states of the
-        answers that need them: to questions given by their references only, for token alignment
-        (``grader.alignment``), when ``align`` (by default: when a custom-question model, the only reader of
-        alignment, is loaded), and the ``warm`` ones, whose exemplars compare them on their reference-token
-        coverage (``grader.answer_views``). ``align=True``: every answer's.
+        answers ``tokens_for`` marks, for token alignment (``grader.alignment``) and exemplars' reference-token
+        coverage (``grader.answer_views``). By default: where alignment is read (``_aligned``).
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
@@ -298,14 +297,18 @@ class Grader:
                            or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
         for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
             encoded[i] = encoded[i]._replace(whole=whole)
-        custom_align = self.custom_model is not None if align is None else align
-        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and (
-            align or (custom_align and e.compiled.reference_only) or (warm is not None and warm[i]))]
+        if tokens_for is None:
+            tokens_for = [self._aligned(e.compiled) for e in encoded]
+        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and tokens_for[i]]
         for i, tokens in zip(aligned, self.embedder.token_states([encoded[i].prepared.text for i in aligned]),
                              strict=True):
             self._reference_tokens(encoded[i].compiled)
             encoded[i] = encoded[i]._replace(tokens=tokens)
         return encoded
+
+    def _aligned(self, c: CompiledQuestion) -> bool:
+        """Whether grading reads this question's token alignment: the custom-question model does, alone."""
+        return self.custom_model is not None and c.reference_only
 
     def _reference_tokens(self, c: CompiledQuestion) -> None:
         """A rubric question's reference tokens, computed the first time an answer's tokens are compared with
@@ -419,10 +422,11 @@ class Grader:
         flags = self._flags(c, f, p, hint)
         capping = self._capping(c, flags)
         used = None
-        views = AnswerViews(answer_vec.reshape(1, -1), [p.text],
-                            None if f["token_coverage"] is None else f["token_coverage"].reshape(1, -1))
-        found = (blend_exemplars(blend, self.exemplars, exemplar_key, score / 10, views, self._basis(c))
-                 if blend is not None and self.exemplars is not None and exemplar_key else None)
+        found = None
+        if blend is not None and self.exemplars is not None and exemplar_key:
+            coverage_row = None if f["token_coverage"] is None else f["token_coverage"].reshape(1, -1)
+            found = blend_exemplars(blend, self.exemplars, exemplar_key, score / 10,
+                                    AnswerViews(answer_vec.reshape(1, -1), [p.text], coverage_row), self._basis(c))
         if found is not None:
             adjusted, count, nearest = found
             used = ExemplarUse(count=count, base_score=round(score, 2), nearest_similarity=round(nearest, 4))
@@ -536,7 +540,7 @@ class Grader:
         an empty answer): what an exemplar keeps beside its human grade, so that the blend learns from the
         difference."""
         found = []
-        for e in self._encode(items, self.cache.encode, align=True):
+        for e in self._encode(items, self.cache.encode, tokens_for=[True] * len(items)):
             f = self.features(*e) if e.prepared.text else None
             found.append(None if f is None else Unblended(self._assess(e.compiled, e.prepared, f).score, e.vector,
                                                           f["token_coverage"]))

@@ -214,6 +214,8 @@ def test_answers_to_custom_questions_get_the_token_pass_only_where_alignment_is_
                         lambda texts: passes.append(list(texts)) or token_states(texts))
     assert grader._encode([(question, answer)])[0].tokens is not None and passes == [[answer]]
     assert grader.features_many([(question, answer)])[0]["alignment"]["tok_recall"] > 0.5
+    passes.clear()
+    assert grader.features_many([("multihead-why", answer)])[0]["alignment"] is None and not any(passes)  # unread
     monkeypatch.setattr(grader, "custom_model", None)
     passes.clear()
     assert grader._encode([(question, answer)])[0].tokens is None and not any(passes)  # no text encoded
