@@ -247,24 +247,10 @@ def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer: 
         nearest = np.argsort(-(pool.vectors @ answer.vectors[0]))[:MAX_RIDGE_EXEMPLARS]
         ridge = blend.fit_ridge(pool.take(nearest), residuals[nearest])
     else:
-        ridge = _question_ridge(blend, store, key, pool, residuals)
+        ridge = store.ridge(key, blend.alpha)
     near = store.search(key, answer.vectors[0], blend.k)
     near_residuals = (np.array(near.score) - np.array(near.base)) / 10
     adjusted = blend.apply(np.array([base]), ridge.predict(answer),
                            blend.knn_residual(np.array(near.similarity), near_residuals), len(grades))
     return float(adjusted[0]), len(grades), near.similarity[0]
 
-
-_RIDGES: dict[tuple, ExemplarRidge] = {}
-
-
-def _question_ridge(blend: ExemplarBlend, store, key: str, pool: AnswerViews,
-                    residuals: np.ndarray) -> ExemplarRidge:
-    """A question's ridge, fitted once for all the answers graded against the same exemplars."""
-    exemplars = (str(store.folder), key, blend.alpha, residuals.tobytes(),
-                 hashlib.sha256(pool.vectors.tobytes()).hexdigest())
-    if exemplars not in _RIDGES:
-        if len(_RIDGES) >= 64:
-            _RIDGES.pop(next(iter(_RIDGES)))
-        _RIDGES[exemplars] = blend.fit_ridge(pool, residuals)
-    return _RIDGES[exemplars]

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from grader.answer_views import AnswerViews
+from grader.answer_views import AnswerViews, ExemplarRidge
 from grader.errors import GraderError
 from grader.schema import CustomQuestion, Rubric
 from grader.scoring import model_slug
@@ -86,6 +86,9 @@ class ExemplarStore:
         self.folder = Path(cache_dir) / "exemplars" / model_slug(model_id)
         self.dim = dim
         self._loaded: dict[str, tuple[faiss.Index, Grades]] = {}
+        # derived from a question's exemplars, read on every answer graded against them: built once per set
+        self._pools: dict[str, tuple[AnswerViews, np.ndarray, np.ndarray]] = {}
+        self._ridges: dict[tuple[str, float], ExemplarRidge] = {}
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.folder / f"{key}.faiss", self.folder / f"{key}.json"
@@ -133,12 +136,14 @@ class ExemplarStore:
         if keep:
             index.add(np.ascontiguousarray(vectors[keep], dtype=np.float32))
             self._save(key, index, grades)
+            self._forget_derived(key)
         self._loaded[key] = (index, grades)
         return len(keep)
 
     def drop(self, key: str) -> None:
         """Forget every exemplar of question ``key``."""
         self._loaded.pop(key, None)
+        self._forget_derived(key)
         for path in self._paths(key):
             path.unlink(missing_ok=True)
 
@@ -154,17 +159,35 @@ class ExemplarStore:
     def all(self, key: str) -> tuple[AnswerViews, np.ndarray, np.ndarray] | None:
         """(answers, scores, model scores) of every exemplar of question ``key``, or None. Exemplars stored
         before their texts or coverage were kept leave that view out."""
-        found = self._get(key)
-        if not found or not found[0].ntotal:
-            return None
-        index, grades = found
-        n = index.ntotal
-        texts = grades.texts if len(grades.texts) == n else None
-        widths = {len(c) for c in grades.token_coverage}
-        complete = len(grades.token_coverage) == n and len(widths) == 1 and 0 not in widths
-        token_coverage = np.array(grades.token_coverage) if complete else None
-        return (AnswerViews(index.reconstruct_n(0, n), texts, token_coverage), np.array(grades.scores),
-                np.array(grades.base))
+        if key not in self._pools:
+            found = self._get(key)
+            if not found or not found[0].ntotal:
+                return None
+            index, grades = found
+            n = index.ntotal
+            texts = grades.texts if len(grades.texts) == n else None
+            widths = {len(c) for c in grades.token_coverage}
+            complete = len(grades.token_coverage) == n and len(widths) == 1 and 0 not in widths
+            token_coverage = np.array(grades.token_coverage) if complete else None
+            self._pools[key] = (AnswerViews(index.reconstruct_n(0, n), texts, token_coverage),
+                                np.array(grades.scores), np.array(grades.base))
+        return self._pools[key]
+
+    def ridge(self, key: str, alpha: float) -> ExemplarRidge | None:
+        """The kernel ridge of question ``key``'s residuals over all its exemplars (``grader.answer_views``),
+        fitted once per set of exemplars and penalty; None when it has none."""
+        if (key, alpha) not in self._ridges:
+            stored = self.all(key)
+            if stored is None:
+                return None
+            pool, scores, base = stored
+            self._ridges[(key, alpha)] = ExemplarRidge(pool, (scores - base) / 10, alpha)
+        return self._ridges[(key, alpha)]
+
+    def _forget_derived(self, key: str) -> None:
+        self._pools.pop(key, None)
+        for stale in [k for k in self._ridges if k[0] == key]:
+            del self._ridges[stale]
 
     def search(self, key: str, vector: np.ndarray, k: int) -> Neighbours | None:
         """The ``k`` most similar exemplars of question ``key`` (None when it has none)."""

@@ -201,6 +201,10 @@ def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_view
     views, scores, bases = ExemplarStore(tmp_path, "some/model", 8).all("q")
     assert views.texts == ["a", "b", "c"] and views.token_coverage.tolist() == [[0.9, 0.8], [0.7, 0.6], [0.5, 0.4]]
     assert scores.tolist() == [10, 5, 0] and bases.tolist() == [8, 6, 4]
+    ridge = store.ridge("q", 0.1)
+    assert store.ridge("q", 0.1) is ridge and len(ridge.dual) == 3  # fitted once per set of exemplars
+    store.add("q", "question", vectors[:1] * -1, [7], [7], ["d"], token_coverage=[np.array([0.3, 0.2])])
+    assert len(store.ridge("q", 0.1).dual) == 4 and store.all("q")[0].texts == ["a", "b", "c", "d"]
     store.add("old", "question", vectors, [10, 5, 0], [8, 6, 4], ["a", "b", "c"])  # no coverage computed
     grades = store.folder / "old.json"
     written = json.loads(grades.read_text(encoding="utf-8"))
