@@ -37,7 +37,7 @@ def _load(settings: Settings):
     # shares): a new database starts with no exemplars, and a lost index is rebuilt from the database
     database = sqlite_path(settings.api_database_url)
     grader.exemplars = ExemplarStore(database.with_name(database.name + ".exemplars"), grader.embedder.vector_id,
-                                     grader.embedder.dim)
+                                     grader.embedder.dim, settings.exemplar_memory_mb << 20)
     return grader
 
 
@@ -56,6 +56,7 @@ async def _start_grading(app: FastAPI, settings: Settings) -> None:
     except Exception:  # noqa: BLE001 - grading works without them; the log says why
         log.exception("re-indexing stored exemplars failed")
     metrics: Metrics = state.metrics
+    metrics.watch_exemplars(grader.exemplars)
     service = GradingService(grader, settings.api_microbatch_max, settings.api_microbatch_wait_ms,
                              on_batch=metrics.batch_size.observe)
     service.start()

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latencies by route, grades, job rows, micro-batch sizes, judge fall-backs.
+"""Prometheus metrics: requests and latencies by route, grades, job rows, micro-batch sizes, judge fall-backs,
+memory held for graded exemplars.
 
 Each app has its own registry, so two apps in one process (tests) do not clash.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -25,6 +26,14 @@ class Metrics:
         self.judge_fallbacks = Counter("grader_judge_fallbacks_total",
                                        "Requests that asked for the judge and were graded without it.",
                                        ["reason"], registry=self.registry)
+        self.exemplar_questions = Gauge("grader_exemplar_questions_held",
+                                        "Questions whose graded exemplars are held in memory.", registry=self.registry)
+        self.exemplar_bytes = Gauge("grader_exemplar_memory_bytes", "Memory held for graded exemplars and what is "
+                                    "derived from them (bounded by GRADER_EXEMPLAR_MEMORY_MB).", registry=self.registry)
+
+    def watch_exemplars(self, store) -> None:
+        self.exemplar_questions.set_function(lambda: store.held()[0])
+        self.exemplar_bytes.set_function(lambda: store.held()[1])
 
     def job_committed(self, rows: int, errors: int) -> None:
         self.job_rows.labels("ok").inc(rows - errors)

@@ -91,6 +91,16 @@ class ExemplarRidge:
         other.alpha, other.dual = alpha, self._solve(alpha)
         return other
 
+    def nbytes(self) -> int:
+        """Memory held, roughly (the exemplar store bounds what it keeps by it)."""
+        size = self._kernel.nbytes + self.dual.nbytes
+        for _, rows, center, row_center, _, _ in self._views:
+            parts = (rows.data, rows.indices, rows.indptr) if hasattr(rows, "indptr") else (rows,)
+            size += center.nbytes + row_center.nbytes + sum(part.nbytes for part in parts)
+        if self._characters is not None:  # its n-gram vocabulary: a dict of short strings
+            size += 120 * len(self._characters.vocabulary_)
+        return size
+
     def _rows(self, answers: AnswerViews, view: str) -> Any:
         """The answers' rows in ``view`` (None where they lack it or the exemplars did)."""
         if view == "embedding":

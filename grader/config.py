@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     bank_dir: Path = REPO_ROOT / "rubrics"
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     max_answer_chars: int = Field(default=6000, ge=200)
+    exemplar_memory_mb: int = Field(
+        default=512, ge=1,
+        description="Memory for graded exemplars of the questions in use (about 8 MB per question at 400 "
+                    "exemplars); past it, the least recently graded question's are read from disk again when needed.",
+    )
     batch_size: int = Field(
         default=64, ge=1, le=4096,
         description="Rows `grader batch` grades together (one `grade_many` call) and commits to the output at once.",

@@ -13,10 +13,13 @@ import hashlib
 import logging
 import os
 import re
+import sys
+import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.answer_views import AnswerViews, ExemplarRidge
@@ -73,8 +76,33 @@ class Neighbours(BaseModel):
     base: list[float]
 
 
+class _Loaded:
+    """One question's exemplars in memory and what is derived from them, evicted together."""
+
+    __slots__ = ("index", "grades", "pool", "ridges")
+
+    def __init__(self, index: faiss.Index, grades: Grades):
+        self.index, self.grades = index, grades
+        self.pool: tuple[AnswerViews, np.ndarray, np.ndarray] | None = None
+        self.ridges: dict[float, ExemplarRidge] = {}
+
+    def nbytes(self) -> int:
+        grades = self.grades
+        size = self.index.ntotal * self.index.d * 4 + sum(sys.getsizeof(t) for t in grades.texts)
+        size += 32 * (len(grades.scores) * 2 + sum(len(c) for c in grades.token_coverage))  # floats in lists
+        if self.pool is not None:
+            views, scores, base = self.pool
+            size += views.vectors.nbytes + scores.nbytes + base.nbytes
+            size += 0 if views.token_coverage is None else views.token_coverage.nbytes
+        return size + sum(ridge.nbytes() for ridge in self.ridges.values())
+
+
 class ExemplarStore:
     """Per-question exemplar indexes for one embedding model, persisted on every ``add``.
+
+    Questions in use are held in memory with what is derived from their exemplars (about 8 MB at 400
+    exemplars), least recently used first out once they pass ``max_bytes``: an evicted question is read
+    from disk again when next graded. Safe to share between threads.
 
     Example:
         >>> store = ExemplarStore(Path("/tmp/cache"), "multilingual-e5-small", 384)  # doctest: +SKIP
@@ -82,70 +110,86 @@ class ExemplarStore:
         >>> store.search("q1", vector, k=10).score  # doctest: +SKIP
     """
 
-    def __init__(self, cache_dir: Path, model_id: str, dim: int):
+    def __init__(self, cache_dir: Path, model_id: str, dim: int, max_bytes: int = 512 << 20):
         self.folder = Path(cache_dir) / "exemplars" / model_slug(model_id)
         self.dim = dim
-        self._loaded: dict[str, tuple[faiss.Index, Grades]] = {}
-        # derived from a question's exemplars, read on every answer graded against them: built once per set
-        self._pools: dict[str, tuple[AnswerViews, np.ndarray, np.ndarray]] = {}
-        self._ridges: dict[tuple[str, float], ExemplarRidge] = {}
+        self._loaded: LRUCache[str, _Loaded] = LRUCache(max_bytes, getsizeof=_Loaded.nbytes)
+        self._lock = threading.RLock()
+
+    def held(self) -> tuple[int, int]:
+        """(questions, bytes) held in memory now."""
+        with self._lock:
+            return len(self._loaded), int(self._loaded.currsize)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.folder / f"{key}.faiss", self.folder / f"{key}.json"
 
-    def _get(self, key: str) -> tuple[faiss.Index, Grades] | None:
-        if key not in self._loaded:
+    def _get(self, key: str) -> _Loaded | None:
+        found = self._loaded.get(key)
+        if found is None:
             index_path, grades_path = self._paths(key)
             if not index_path.is_file():
                 return None
-            self._loaded[key] = (faiss.read_index(str(index_path)),
-                                 Grades.model_validate_json(grades_path.read_text(encoding="utf-8")))
-        return self._loaded[key]
+            found = _Loaded(faiss.read_index(str(index_path)),
+                            Grades.model_validate_json(grades_path.read_text(encoding="utf-8")))
+            self._keep(key, found)
+        return found
+
+    def _keep(self, key: str, loaded: _Loaded) -> None:
+        """(Re)cache ``loaded``, sized again now that it may hold more."""
+        try:
+            self._loaded[key] = loaded
+        except ValueError:  # larger than the whole budget alone: served, never kept
+            self._loaded.pop(key, None)
 
     def count(self, key: str) -> int:
-        found = self._get(key)
-        return found[0].ntotal if found else 0
+        with self._lock:
+            found = self._get(key)
+            return found.index.ntotal if found else 0
 
     def basis(self, key: str) -> str | None:
         """The scoring basis question ``key``'s exemplars were scored under (None: it has none)."""
-        found = self._get(key)
-        return found[1].basis if found and found[0].ntotal else None
+        with self._lock:
+            found = self._get(key)
+            return found.grades.basis if found and found.index.ntotal else None
 
     def add(self, key: str, question: str, vectors: np.ndarray, scores: list[float], base: list[float],
             answers: list[str], basis: str = "", token_coverage: list[np.ndarray | None] | None = None) -> int:
         """Add graded answers (scores 0-10, the grader's own ``base`` scores under ``basis``, each answer's
         ``token_coverage`` where known); returns how many were new. Exemplars scored under another basis are
         dropped first: their residuals would compare a grade with a score the grader no longer gives."""
-        if self.basis(key) not in (None, basis):
-            log.warning("exemplars of %s were scored under an earlier calibration or rubric; starting afresh", key)
-            self.drop(key)
-        index, grades = self._get(key) or (faiss.IndexFlatIP(self.dim), Grades(question=question, basis=basis))
-        seen = set(grades.digests)
-        keep = []
-        for i, answer in enumerate(answers):
-            digest = hashlib.sha256(answer.strip().encode()).hexdigest()[:24]
-            if digest not in seen:
-                seen.add(digest)
-                keep.append(i)
-                grades.digests.append(digest)
-                grades.scores.append(float(scores[i]))
-                grades.base.append(float(base[i]))
-                grades.texts.append(answer)
-                found = None if token_coverage is None else token_coverage[i]
-                grades.token_coverage.append([] if found is None else [round(float(v), 4) for v in found])
-        if keep:
-            index.add(np.ascontiguousarray(vectors[keep], dtype=np.float32))
-            self._save(key, index, grades)
-            self._forget_derived(key)
-        self._loaded[key] = (index, grades)
-        return len(keep)
+        with self._lock:
+            if self.basis(key) not in (None, basis):
+                log.warning("exemplars of %s were scored under an earlier calibration or rubric; starting afresh", key)
+                self.drop(key)
+            loaded = self._get(key) or _Loaded(faiss.IndexFlatIP(self.dim), Grades(question=question, basis=basis))
+            grades = loaded.grades
+            seen = set(grades.digests)
+            keep = []
+            for i, answer in enumerate(answers):
+                digest = hashlib.sha256(answer.strip().encode()).hexdigest()[:24]
+                if digest not in seen:
+                    seen.add(digest)
+                    keep.append(i)
+                    grades.digests.append(digest)
+                    grades.scores.append(float(scores[i]))
+                    grades.base.append(float(base[i]))
+                    grades.texts.append(answer)
+                    found = None if token_coverage is None else token_coverage[i]
+                    grades.token_coverage.append([] if found is None else [round(float(v), 4) for v in found])
+            if keep:
+                loaded.index.add(np.ascontiguousarray(vectors[keep], dtype=np.float32))
+                self._save(key, loaded.index, grades)
+                loaded.pool, loaded.ridges = None, {}  # derived from the exemplars there were
+            self._keep(key, loaded)
+            return len(keep)
 
     def drop(self, key: str) -> None:
         """Forget every exemplar of question ``key``."""
-        self._loaded.pop(key, None)
-        self._forget_derived(key)
-        for path in self._paths(key):
-            path.unlink(missing_ok=True)
+        with self._lock:
+            self._loaded.pop(key, None)
+            for path in self._paths(key):
+                path.unlink(missing_ok=True)
 
     def _save(self, key: str, index: faiss.Index, grades: Grades) -> None:
         index_path, grades_path = self._paths(key)
@@ -159,43 +203,47 @@ class ExemplarStore:
     def all(self, key: str) -> tuple[AnswerViews, np.ndarray, np.ndarray] | None:
         """(answers, scores, model scores) of every exemplar of question ``key``, or None. Exemplars stored
         before their texts or coverage were kept leave that view out."""
-        if key not in self._pools:
-            found = self._get(key)
-            if not found or not found[0].ntotal:
-                return None
-            index, grades = found
-            n = index.ntotal
-            texts = grades.texts if len(grades.texts) == n else None
-            widths = {len(c) for c in grades.token_coverage}
-            complete = len(grades.token_coverage) == n and len(widths) == 1 and 0 not in widths
-            token_coverage = np.array(grades.token_coverage) if complete else None
-            self._pools[key] = (AnswerViews(index.reconstruct_n(0, n), texts, token_coverage),
-                                np.array(grades.scores), np.array(grades.base))
-        return self._pools[key]
+        with self._lock:
+            found = self._with_pool(key)
+            return found.pool if found else None
 
     def ridge(self, key: str, alpha: float) -> ExemplarRidge | None:
         """The kernel ridge of question ``key``'s residuals over all its exemplars (``grader.answer_views``),
         fitted once per set of exemplars and penalty; None when it has none."""
-        if (key, alpha) not in self._ridges:
-            stored = self.all(key)
-            if stored is None:
+        with self._lock:
+            found = self._with_pool(key)
+            if found is None:
                 return None
-            pool, scores, base = stored
-            self._ridges[(key, alpha)] = ExemplarRidge(pool, (scores - base) / 10, alpha)
-        return self._ridges[(key, alpha)]
+            if alpha not in found.ridges:
+                pool, scores, base = found.pool
+                found.ridges[alpha] = ExemplarRidge(pool, (scores - base) / 10, alpha)
+                self._keep(key, found)
+            return found.ridges[alpha]
 
-    def _forget_derived(self, key: str) -> None:
-        self._pools.pop(key, None)
-        for stale in [k for k in self._ridges if k[0] == key]:
-            del self._ridges[stale]
+    def _with_pool(self, key: str) -> _Loaded | None:
+        found = self._get(key)
+        if not found or not found.index.ntotal:
+            return None
+        if found.pool is None:
+            grades, n = found.grades, found.index.ntotal
+            texts = list(grades.texts) if len(grades.texts) == n else None  # a copy: add appends to the list
+            widths = {len(c) for c in grades.token_coverage}
+            complete = len(grades.token_coverage) == n and len(widths) == 1 and 0 not in widths
+            token_coverage = np.array(grades.token_coverage) if complete else None
+            found.pool = (AnswerViews(found.index.reconstruct_n(0, n), texts, token_coverage),
+                          np.array(grades.scores), np.array(grades.base))
+            self._keep(key, found)
+        return found
 
     def search(self, key: str, vector: np.ndarray, k: int) -> Neighbours | None:
         """The ``k`` most similar exemplars of question ``key`` (None when it has none)."""
-        found = self._get(key)
-        if not found or not found[0].ntotal:
-            return None
-        index, grades = found
-        sims, rows = index.search(np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32), min(k, index.ntotal))
+        with self._lock:
+            found = self._get(key)
+            if not found or not found.index.ntotal:
+                return None
+            index, grades = found.index, found.grades
+            sims, rows = index.search(np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32),
+                                      min(k, index.ntotal))
         rows = [int(r) for r in rows[0] if r >= 0]
         return Neighbours(similarity=[float(s) for s in sims[0][: len(rows)]],
                           score=[grades.scores[r] for r in rows], base=[grades.base[r] for r in rows])

@@ -169,7 +169,8 @@ class Grader:
                    max_answer_chars=settings.max_answer_chars,
                    judge=judge_from_settings(settings) if judge == "settings" else judge,
                    judge_band=settings.judge_band,
-                   exemplars=ExemplarStore(settings.cache_dir, embedder.vector_id, embedder.dim))
+                   exemplars=ExemplarStore(settings.cache_dir, embedder.vector_id, embedder.dim,
+                                            settings.exemplar_memory_mb << 20))
 
     def _compile(self, rubrics: list[Rubric]) -> list[CompiledQuestion]:
         compiled = [CompiledQuestion.build(r) for r in rubrics]

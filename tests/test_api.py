@@ -412,6 +412,8 @@ def test_exemplars_inform_their_tenants_grades_only(server):
         assert warm["exemplars"]["base_score"] == pytest.approx(cold["score"], abs=0.06)
         assert warm["score"] >= cold["score"] + 1.0, (cold["score"], warm["score"])
         assert f"+ {len(TERSE_GRADED)} exemplars" in warm["calibration"]
+        held = author.get("/metrics").text
+        assert "grader_exemplar_questions_held 1.0" in held and "grader_exemplar_memory_bytes 0.0" not in held
         # a job of the same tenant gets them too; an inline question and another tenant never do
         job = author.post("/v1/jobs", json={"rows": [grade]}).json()
         wait_for_job(author, job["id"])

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -211,6 +212,54 @@ def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_view
     grades.write_text(json.dumps({k: v for k, v in written.items() if k not in ("texts", "token_coverage")}), "utf-8")
     views, _, _ = ExemplarStore(tmp_path, "some/model", 8).all("old")  # a store from before these views
     assert views.texts is None and views.token_coverage is None and views.vectors.shape == (3, 8)
+
+
+def test_the_exemplar_store_keeps_questions_within_its_memory_and_reads_evicted_ones_again(tmp_path):
+    """A server grading thousands of questions must not hold every question's exemplars and ridge forever; one
+    graded again after eviction gets the same ridge, and threads grading and adding at once see whole sets."""
+    rng = np.random.default_rng(0)
+
+    def graded(n, rng=rng):
+        vectors = rng.normal(size=(n, 8)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors, list(rng.integers(0, 11, n).astype(float)), list(rng.uniform(0, 10, n))
+
+    roomy = ExemplarStore(tmp_path, "some/model", 8)
+    for q in range(6):
+        vectors, scores, base = graded(40)
+        roomy.add(f"q{q}", "question", vectors, scores, base, [f"q{q} answer {i}" for i in range(40)],
+                  token_coverage=list(rng.uniform(0.5, 1.0, (40, 5))))
+    probe = AnswerViews(graded(1)[0], ["a new answer"], rng.uniform(0.5, 1.0, (1, 5)))
+    expected = [roomy.ridge(f"q{q}", 0.1).predict(probe) for q in range(6)]
+    one_question = roomy._loaded["q0"].nbytes()
+    assert roomy.held() == (6, pytest.approx(6 * one_question, rel=0.05))
+
+    tight = ExemplarStore(tmp_path, "some/model", 8, max_bytes=int(2.5 * one_question))
+    for q in range(6):
+        assert tight.ridge(f"q{q}", 0.1).predict(probe) == pytest.approx(expected[q])
+    assert list(tight._loaded) == ["q4", "q5"] and tight.held()[1] <= 2.5 * one_question
+    assert tight.ridge("q0", 0.1).predict(probe) == pytest.approx(expected[0])  # read from disk again
+    assert "q0" in tight._loaded and "q4" not in tight._loaded  # the least recently used made room
+    assert tight.count("q3") == 40
+
+    tiny = ExemplarStore(tmp_path, "some/model", 8, max_bytes=1024)  # no question fits: served, never kept
+    assert tiny.ridge("q1", 0.1).predict(probe) == pytest.approx(expected[1]) and tiny.held() == (0, 0)
+
+    def grade_and_add(worker):
+        own = np.random.default_rng(worker + 1)  # a Generator is not for sharing between threads
+        for round_ in range(10):
+            q = f"q{(worker + round_) % 6}"
+            pool, scores, base = tight.all(q)
+            assert len(pool.vectors) == len(scores) == len(base) == len(pool.texts)
+            tight.ridge(q, 0.1).predict(probe)
+            vectors, more_scores, more_base = graded(2, own)
+            tight.add(q, "question", vectors, more_scores, more_base,
+                      [f"worker {worker} round {round_} answer {i}" for i in range(2)],
+                      token_coverage=list(own.uniform(0.5, 1.0, (2, 5))))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(grade_and_add, range(4)))
+    assert sum(ExemplarStore(tmp_path, "some/model", 8).count(f"q{q}") for q in range(6)) == 6 * 40 + 4 * 10 * 2
 
 
 def test_eval_command_fits_on_train_and_reports_on_test(cli_env, tmp_path):
