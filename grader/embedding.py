@@ -39,6 +39,10 @@ class Embedder(Protocol):
         """Each text's token ids and unit-length contextual token vectors (``grader.alignment``)."""
         ...
 
+    def encode_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[TokenStates]]:
+        """``encode`` and ``token_states`` from one forward pass (vectors None where the model cannot)."""
+        ...
+
 
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model, by hub name or local folder.
@@ -101,33 +105,43 @@ class SentenceTransformerEmbedder:
         return vectors
 
     def token_states(self, texts: Sequence[str]) -> list[TokenStates]:
-        """From the same backend as the vectors (ONNX float32 gives torch's states). A model whose first
-        module gives no token outputs gives no tokens (alignment then reads 0)."""
+        return self.encode_with_tokens(texts)[1]
+
+    def encode_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[TokenStates]]:
+        """The texts' vectors (as ``encode`` gives them: the model's own pooling over the same token states)
+        and token states, from one forward pass of the backend that gives the vectors (ONNX float32 gives
+        torch's states). A model whose first module gives no token outputs gives no tokens (alignment then
+        reads 0) and None for the vectors."""
         import torch
 
         texts = list(texts)
         states: list[TokenStates] = [TokenStates(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32))
                                      for _ in texts]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         special = list(getattr(self.model.tokenizer, "all_special_ids", []))
         for rows in self._batches(texts) if texts else []:
             features = self.model.preprocess([texts[i] for i in rows], prompt=self.prompt)
-            if self._onnx is not None:
-                vectors = self._onnx.token_embeddings(features)
-            else:
-                with torch.no_grad():
-                    output = self.model[0](features)
-                if "token_embeddings" not in output:
-                    return states
-                vectors = output["token_embeddings"].float().numpy()
-            ids = features["input_ids"].numpy()
+            ids = features["input_ids"].numpy().copy()
             keep = features["attention_mask"].numpy().astype(bool) & ~np.isin(ids, special)
             keep[:, : features.get("prompt_length", 0)] = False  # e5's "query: " is not the text's
+            with torch.no_grad():
+                if self._onnx is not None:
+                    features["token_embeddings"] = torch.from_numpy(self._onnx.token_embeddings(features))
+                else:
+                    features = self.model[0](features)
+                if "token_embeddings" not in features:
+                    return None, states
+                token_vectors = features["token_embeddings"].float().numpy().copy()
+                for module in list(self.model)[1:]:  # pooling, normalisation: the model's own modules
+                    features = module(features)
+            pooled = features["sentence_embedding"].float().numpy()
+            vectors[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             for row, i in enumerate(rows):
-                own = vectors[row][keep[row]]
+                own = token_vectors[row][keep[row]]
                 states[i] = TokenStates(ids[row][keep[row]],
                                         (own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)
                                          ).astype(np.float32))
-        return states
+        return vectors, states
 
     def _batches(self, texts: list[str]) -> list[np.ndarray]:
         """Indices of the texts in batches of like token counts, longest first, each padded to at most

@@ -264,10 +264,11 @@ class Grader:
 
     def _encode(self, items: list[tuple[str | CustomQuestion | Rubric, str]], encode=None,
                 tokens_for: list[bool] | None = None) -> list[Encoded]:
-        """Each answer's sentence vectors and answer vector: the sentences of all answers in one encoder
-        call, and the whole answers that need it in a second; a third computes the token states of the
-        answers ``tokens_for`` marks, for token alignment (``grader.alignment``) and exemplars' reference-token
-        coverage (``grader.answer_views``). By default: where alignment is read (``_aligned``).
+        """Each answer's sentence vectors and answer vector: the whole answers ``tokens_for`` marks in one
+        encoder call that also gives their token states, for token alignment (``grader.alignment``) and
+        exemplars' reference-token coverage (``grader.answer_views``; by default: where alignment is read,
+        ``_aligned``); the sentences of all other answers in a second; the whole answers that need it and
+        were not in the first in a third. An answer of one sentence is encoded once.
 
         Key points and misconceptions are matched against sentences, so sentences are what must be
         encoded; the answer's vector is their mean (agreement with human grades is within a few
@@ -281,30 +282,43 @@ class Grader:
         compiled = [self.compiled(q) for q, _ in items]
         prepared = [prepare(answer or "", self.max_answer_chars) for _, answer in items]
         encode = encode or self.embedder.encode
-        sentence_vectors = encode([s for p in prepared if p.text for s in p.segments])
+        if tokens_for is None:
+            tokens_for = [self._aligned(c) for c in compiled]
+        # the token pass pools the whole answer's vector from the same states: an answer of one sentence
+        # needs no other pass, and one that is also encoded whole gets that vector here
+        tokened = [i for i, p in enumerate(prepared) if p.text and tokens_for[i]]
+        pooled, states = (self.embedder.encode_with_tokens([prepared[i].text for i in tokened]) if tokened
+                          else (None, []))
+        tokens = dict(zip(tokened, states, strict=True))
+        whole_from_tokens = {} if pooled is None else dict(zip(tokened, pooled, strict=True))
+        one_sentence = [i in whole_from_tokens and prepared[i].segments == [prepared[i].text]
+                        for i in range(len(prepared))]
+        sentence_vectors = encode([s for i, p in enumerate(prepared) if p.text and not one_sentence[i]
+                                   for s in p.segments])
         encoded, start = [], 0
-        for c, p in zip(compiled, prepared, strict=True):
+        for i, (c, p) in enumerate(zip(compiled, prepared, strict=True)):
             if not p.text:
                 encoded.append(Encoded(c, p, None, None, None))
                 continue
-            sentences = sentence_vectors[start : start + len(p.segments)]
-            start += len(p.segments)
+            if one_sentence[i]:
+                sentences = whole_from_tokens[i][None]
+            else:
+                sentences = sentence_vectors[start : start + len(p.segments)]
+                start += len(p.segments)
             mean = sentences.mean(0)
             encoded.append(Encoded(c, p, (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32),
-                                   sentences, None))
+                                   sentences, None, tokens.get(i)))
         also_whole = [i for i, e in enumerate(encoded)
                       if e.vector is not None and e.prepared.segments != [e.prepared.text]
                       and (len(e.prepared.segments) <= WHOLE_ANSWER_UP_TO_SEGMENTS
                            or self._topic_in_doubt(e.compiled, e.prepared, e.vector))]
-        for i, whole in zip(also_whole, encode([encoded[i].prepared.text for i in also_whole]), strict=True):
-            encoded[i] = encoded[i]._replace(whole=whole)
-        if tokens_for is None:
-            tokens_for = [self._aligned(e.compiled) for e in encoded]
-        aligned = [i for i, e in enumerate(encoded) if e.vector is not None and tokens_for[i]]
-        for i, tokens in zip(aligned, self.embedder.token_states([encoded[i].prepared.text for i in aligned]),
-                             strict=True):
+        missing = [i for i in also_whole if i not in whole_from_tokens]
+        wholes = {**whole_from_tokens, **dict(zip(missing, encode([encoded[i].prepared.text for i in missing]),
+                                                  strict=True))}
+        for i in also_whole:
+            encoded[i] = encoded[i]._replace(whole=wholes[i])
+        for i in tokened:
             self._reference_tokens(encoded[i].compiled)
-            encoded[i] = encoded[i]._replace(tokens=tokens)
         return encoded
 
     def _aligned(self, c: CompiledQuestion) -> bool:

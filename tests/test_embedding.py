@@ -92,7 +92,9 @@ def test_onnx_backends_through_the_same_setting(embedder, cache_dir, tmp_path):
     onnx = get_embedder("multilingual-e5-small", cache_dir, backend="onnx")
     assert onnx.vector_id == embedder.vector_id
     np.testing.assert_allclose((reference * onnx.encode(texts)).sum(1), 1.0, atol=1e-4)
-    for torch_tokens, onnx_tokens in zip(embedder.token_states(texts), onnx.token_states(texts), strict=True):
+    onnx_vectors, onnx_states = onnx.encode_with_tokens(texts)
+    np.testing.assert_allclose((reference * onnx_vectors).sum(1), 1.0, atol=1e-4)  # pooled from the same pass
+    for torch_tokens, onnx_tokens in zip(embedder.token_states(texts), onnx_states, strict=True):
         assert torch_tokens.ids.tolist() == onnx_tokens.ids.tolist()
         np.testing.assert_allclose((torch_tokens.vectors * onnx_tokens.vectors).sum(1), 1.0, atol=1e-3)
     exported = onnx_folder(cache_dir, resolve_model("multilingual-e5-small", cache_dir)) / f"{PLAIN}.onnx"
@@ -153,13 +155,15 @@ def test_long_lists_are_batched_by_tokens_within_the_budget_and_keep_their_vecto
 
 def test_token_states_are_the_texts_own_tokens_whatever_batch_they_are_padded_in(embedder):
     """Token alignment reads these: the prompt and special tokens must not be among them (every answer
-    would match the reference on "query:"), and padding beside a longer text must not move them."""
+    would match the reference on "query:"), and padding beside a longer text must not move them. The same
+    pass pools the texts' vectors as ``encode`` gives them."""
     text = "A stack is last-in first-out."
     longer = "多头注意力把模型维度分成几个头,每个头有自己的投影,最后拼接再投影回模型维度。" * 3
     alone, = embedder.token_states([text])
     assert alone.ids.tolist() == embedder.model.tokenizer(text, add_special_tokens=False)["input_ids"]
     np.testing.assert_allclose(np.linalg.norm(alone.vectors, axis=1), 1.0, atol=1e-5)
-    padded = embedder.token_states([longer, text, ""])
+    vectors, padded = embedder.encode_with_tokens([longer, text, ""])
     assert padded[1].ids.tolist() == alone.ids.tolist() and len(padded[0].ids) > 3 * len(alone.ids)
+    np.testing.assert_allclose((vectors * embedder.encode([longer, text, ""])).sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose((padded[1].vectors * alone.vectors).sum(1), 1.0, atol=1e-4)
     assert embedder.token_states([]) == []

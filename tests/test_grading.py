@@ -204,15 +204,25 @@ def test_whole_answer_is_encoded_again_only_when_its_sentences_leave_the_topic_i
 
 def test_answers_to_custom_questions_get_the_token_pass_only_where_alignment_is_read(grader, monkeypatch):
     """Token alignment feeds the custom-question model alone: with none loaded (another embedding model),
-    grading skips the extra forward pass; fitting one (``features_many``) always computes it."""
+    grading skips the token pass; fitting one (``features_many``) always computes it. The token pass pools
+    the answer's vector too, so an answer of one sentence goes through the model once."""
     question = CustomQuestion(question="What does a queue do?", references=["It removes items first in, first out."])
     answer = "A queue hands items out in the order they came in."
+    two = "A queue hands items out in the order they came in. It is first in, first out."
     grader.compiled(question)  # the references' tokens, once per question
-    passes = []
-    token_states = grader.embedder.token_states
-    monkeypatch.setattr(grader.embedder, "token_states",
-                        lambda texts: passes.append(list(texts)) or token_states(texts))
-    assert grader._encode([(question, answer)])[0].tokens is not None and passes == [[answer]]
+    with_tokens, encode = grader.embedder.encode_with_tokens, grader.embedder.encode
+    alone, whole = encode([answer, two])
+    passes, encoded = [], []
+    monkeypatch.setattr(grader.embedder, "encode_with_tokens",
+                        lambda texts: passes.append(list(texts)) or with_tokens(texts))
+    monkeypatch.setattr(grader.embedder, "encode", lambda texts: encoded.extend(texts) or encode(texts))
+    one = grader._encode([(question, answer)])[0]
+    assert one.tokens is not None and passes == [[answer]] and encoded == []  # one forward pass in all
+    assert float(one.vector @ alone) > 0.99999 and one.sentences.shape == (1, len(alone))
+    passes.clear()
+    both = grader._encode([(question, two)])[0]
+    assert passes == [[two]] and encoded == both.prepared.segments and len(encoded) == 2  # the whole, pooled once
+    assert float(both.whole @ whole) > 0.99999
     assert grader.features_many([(question, answer)])[0]["alignment"]["tok_recall"] > 0.5
     passes.clear()
     assert grader.features_many([("multihead-why", answer)])[0]["alignment"] is None and not any(passes)  # unread
