@@ -300,9 +300,9 @@ TRIED = [
     "A fourth view for the exemplar ridge, answer against answer by token alignment (BERTScore F1 between the two "
     "answers' e5 token states, a centred precomputed kernel scaled like the others), in a development run with every "
     "number of the blend by inner CV: ADS warm 0.800 / RMSE 1.861 against 0.798 / 1.868, the inner-CV error 0.3-0.5% "
-    "lower in four folds of five and equal in the fifth. Not built: the gain is about as large as the differences "
-    "between runs, and the store would have to keep every exemplar's token states (about 15 MB a question at 400 "
-    "ADS-length exemplars, in half precision) and compare each answer with all of them.",
+    "lower in four folds of five and equal in the fifth. Not built: the gain is no larger than the variants above "
+    "moved it either way, and the store would have to keep every exemplar's token states (about 15 MB a question at "
+    "400 ADS-length exemplars, in half precision) and compare each answer with all of them.",
 ]
 
 
