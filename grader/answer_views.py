@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# Exemplars the ridge solves over (the nearest to the answer when a question has more): its cost grows with
-# their cube, and far exemplars say little about this answer.
-MAX_RIDGE_EXEMPLARS = 400
+# Up to this many exemplars the ridge is solved exactly over their kernel (its cost grows with their cube);
+# above, iteratively over the views' columns (sparse characters stay sparse), to the same solution.
+EXACT_UP_TO = 400
 VIEWS = ("embedding", "token_coverage", "characters")
 TOKEN_COVERAGE_SD_FLOOR = 0.02  # a reference token every exemplar matches alike says nothing, and is not blown up
 
@@ -43,9 +43,10 @@ class ExemplarRidge:
 
     Each view shared by every exemplar is centred on the exemplars' mean and scaled to unit mean
     self-similarity; the kernel is the sum of the views' linear kernels. The fit depends on the exemplars
-    only, so a question's is computed once for all the answers graded against it. Character n-grams stay
-    sparse (centring them would make hundreds of exemplars' rows tens of megabytes): the centring is
-    applied to their products instead.
+    only, so a question's is computed once for all the answers graded against it, and keeps each view's
+    weights (a linear kernel's dual solution carried back to the view's columns), so that an answer is
+    scored without comparing it with every exemplar. Character n-grams stay sparse (centring them would
+    make hundreds of exemplars' rows tens of megabytes): the centring is applied to their products instead.
     """
 
     def __init__(self, pool: AnswerViews, residuals: np.ndarray, alpha: float):
@@ -63,40 +64,66 @@ class ExemplarRidge:
                     pool.texts)
             except ValueError:  # not one character in the exemplars: nothing to compare
                 pass
-        self._views: list[tuple[str, Any, np.ndarray, np.ndarray, float, float]] = []
-        kernel = np.zeros((len(residuals), len(residuals)))
+        n = self.exemplars = len(residuals)
+        self._views: list[tuple[str, Any, np.ndarray, float]] = []  # view, rows, centre, sqrt of its scale
         for view in VIEWS:
             rows = self._rows(pool, view)
             if rows is None:
                 continue
             center = np.asarray(rows.mean(0)).ravel()
-            row_center = np.asarray(rows @ center).ravel()
-            center_center = float(center @ center)
-            block = _dense(rows @ rows.T) - row_center[:, None] - row_center[None, :] + center_center
-            scale = float(np.trace(block)) / max(len(residuals), 1)
+            squares = rows.multiply(rows).sum() if hasattr(rows, "multiply") else float((rows ** 2).sum())
+            scale = (float(squares) - n * float(center @ center)) / max(n, 1)  # centred rows' mean square
             if scale > 1e-12:  # a view on which every exemplar reads alike tells them nothing apart
-                kernel += block / scale
-                self._views.append((view, rows, center, row_center, center_center, scale))
-        self._kernel, self._centred = kernel, residuals - self.mean
-        self.alpha, self.dual = alpha, self._solve(alpha)
+                self._views.append((view, rows, center, float(np.sqrt(scale))))
+        self._centred = residuals - self.mean
+        self._kernel = None
+        if n <= EXACT_UP_TO:
+            self._kernel = np.zeros((n, n))
+            for _, rows, center, root in self._views:
+                row_center = np.asarray(rows @ center).ravel()
+                self._kernel += (_dense(rows @ rows.T) - row_center[:, None] - row_center[None, :]
+                                 + float(center @ center)) / root ** 2
+        self.alpha, self.weights = alpha, self._solve(alpha)
 
-    def _solve(self, alpha: float) -> np.ndarray:
-        if len(self._centred) < 2:
-            return np.zeros(len(self._centred))
-        return np.linalg.solve(self._kernel + alpha * np.eye(len(self._centred)), self._centred)
+    def _solve(self, alpha: float) -> list[np.ndarray]:
+        """Each view's weights, on its centred and scaled columns."""
+        n = len(self._centred)
+        if n < 2 or not self._views:
+            return [np.zeros(np.asarray(center).shape[0]) for _, _, center, _ in self._views]
+        if self._kernel is not None:
+            dual = np.linalg.solve(self._kernel + alpha * np.eye(n), self._centred)
+            return [(np.asarray(rows.T @ dual).ravel() - center * dual.sum()) / root
+                    for _, rows, center, root in self._views]
+        from scipy.sparse.linalg import LinearOperator, lsqr
+
+        widths = [center.shape[0] for _, _, center, _ in self._views]
+        bounds = np.cumsum([0, *widths])
+
+        def matvec(w: np.ndarray) -> np.ndarray:
+            return sum((np.asarray(rows @ w[a:b]).ravel() - center @ w[a:b]) / root
+                       for (_, rows, center, root), a, b in zip(self._views, bounds[:-1], bounds[1:], strict=True))
+
+        def rmatvec(u: np.ndarray) -> np.ndarray:
+            return np.concatenate([(np.asarray(rows.T @ u).ravel() - center * u.sum()) / root
+                                   for _, rows, center, root in self._views])
+
+        design = LinearOperator((n, int(bounds[-1])), matvec=matvec, rmatvec=rmatvec, dtype=float)
+        solution = lsqr(design, self._centred, damp=float(np.sqrt(alpha)), atol=1e-10, btol=1e-10,
+                        iter_lim=10 * n)[0]
+        return [solution[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def with_alpha(self, alpha: float) -> ExemplarRidge:
         """The same exemplars under another penalty (the views are not computed again)."""
         other = copy.copy(self)
-        other.alpha, other.dual = alpha, self._solve(alpha)
+        other.alpha, other.weights = alpha, self._solve(alpha)
         return other
 
     def nbytes(self) -> int:
         """Memory held, roughly (the exemplar store bounds what it keeps by it)."""
-        size = self._kernel.nbytes + self.dual.nbytes
-        for _, rows, center, row_center, _, _ in self._views:
+        size = 0 if self._kernel is None else self._kernel.nbytes
+        for (_, rows, center, _), weights in zip(self._views, self.weights, strict=True):
             parts = (rows.data, rows.indices, rows.indptr) if hasattr(rows, "indptr") else (rows,)
-            size += center.nbytes + row_center.nbytes + sum(part.nbytes for part in parts)
+            size += center.nbytes + weights.nbytes + sum(part.nbytes for part in parts)
         if self._characters is not None:  # its n-gram vocabulary: a dict of short strings
             size += 120 * len(self._characters.vocabulary_)
         return size
@@ -118,14 +145,12 @@ class ExemplarRidge:
     def predict(self, answers: AnswerViews) -> np.ndarray:
         """Each answer's residual: the exemplars' mean, plus what sets the answer apart on the views it shares
         with them (an answer without token coverage is compared on the others)."""
-        cross = np.zeros((len(answers.vectors), len(self.dual)))
-        for view, rows, center, row_center, center_center, scale in self._views:
+        predicted = np.full(len(answers.vectors), self.mean)
+        for (view, _, center, root), weights in zip(self._views, self.weights, strict=True):
             queries = self._rows(answers, view)
             if queries is not None:
-                query_center = np.asarray(queries @ center).ravel()
-                cross += (_dense(queries @ rows.T) - query_center[:, None] - row_center[None, :]
-                          + center_center) / scale
-        return self.mean + cross @ self.dual
+                predicted += (np.asarray(queries @ weights).ravel() - center @ weights) / root
+        return predicted
 
 
 def _dense(product: Any) -> np.ndarray:

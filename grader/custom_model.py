@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from grader.answer_features import FEATURES, HEAD_ONLY, MONOTONE
-from grader.answer_views import MAX_RIDGE_EXEMPLARS, AnswerViews, ExemplarRidge
+from grader.answer_views import AnswerViews, ExemplarRidge
 from grader.scoring import CALIBRATION_DIR, model_slug
 
 log = logging.getLogger(__name__)
@@ -234,23 +234,16 @@ def blend_exemplars(blend: ExemplarBlend, store, key: str, base: float, answer: 
     """(adjusted 0-1 score, exemplar count, nearest similarity) from question ``key``'s exemplars for one
     ``answer``; None when it has none, or only exemplars scored under another ``basis`` (their residuals
     would be wrong)."""
-    stored = store.all(key)
-    if stored is None:
+    total = store.count(key)
+    if not total:
         return None
     if store.basis(key) != basis:
         log.warning("exemplars of %s were scored under an earlier calibration or rubric and are not used; "
                     "add them again (the API re-indexes them at start-up)", key)
         return None
-    pool, grades, bases = stored
-    residuals = (grades - bases) / 10
-    if len(residuals) > MAX_RIDGE_EXEMPLARS:  # the nearest exemplars: a ridge for this answer alone
-        nearest = np.argsort(-(pool.vectors @ answer.vectors[0]))[:MAX_RIDGE_EXEMPLARS]
-        ridge = blend.fit_ridge(pool.take(nearest), residuals[nearest])
-    else:
-        ridge = store.ridge(key, blend.alpha)
     near = store.search(key, answer.vectors[0], blend.k)
     near_residuals = (np.array(near.score) - np.array(near.base)) / 10
-    adjusted = blend.apply(np.array([base]), ridge.predict(answer),
-                           blend.knn_residual(np.array(near.similarity), near_residuals), len(grades))
-    return float(adjusted[0]), len(grades), near.similarity[0]
+    adjusted = blend.apply(np.array([base]), store.ridge(key, blend.alpha).predict(answer),
+                           blend.knn_residual(np.array(near.similarity), near_residuals), total)
+    return float(adjusted[0]), total, near.similarity[0]
 

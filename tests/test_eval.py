@@ -17,6 +17,7 @@ from sklearn.metrics import cohen_kappa_score
 from eval.datasets import load_graded
 from eval.fit_custom import fit_head, sign_held_ridge
 from eval.metrics import agreement, to_grades
+from grader import answer_views
 from grader.answer_features import FEATURES, feature_vector, pair_vector
 from grader.answer_views import AnswerViews, ExemplarRidge
 from grader.custom_model import LinearHead
@@ -169,10 +170,10 @@ def test_exemplar_index_adds_searches_and_persists(tmp_path):
     assert found.similarity[0] >= found.similarity[1]
 
 
-def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddings_blur():
+def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddings_blur(monkeypatch):
     """Exemplars whose embeddings say nothing of their grades: a teacher who rewards one exact term (characters)
     and one part of the reference (coverage). The ridge over all three views finds both; over embeddings alone
-    it predicts about the mean for every answer."""
+    it predicts about the mean for every answer. Solved iteratively (many exemplars), it is the same ridge."""
     rng = np.random.default_rng(0)
     n = 60
     vectors = rng.normal(size=(n + 2, 16))
@@ -190,6 +191,11 @@ def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddin
     alone = ExemplarRidge(AnswerViews(pool.vectors), residuals, alpha=0.1).predict(queries)
     assert abs(alone[0] - alone[1]) < 0.15
     assert ExemplarRidge(pool.take([0]), residuals[:1], alpha=0.1).predict(queries) == pytest.approx([residuals[0]] * 2)
+    monkeypatch.setattr(answer_views, "EXACT_UP_TO", 10)  # a question with many exemplars: solved iteratively
+    iterative = ExemplarRidge(pool, residuals, alpha=0.1)
+    assert iterative._kernel is None and iterative.predict(queries) == pytest.approx(full, abs=1e-7)
+    assert iterative.with_alpha(1.0).predict(queries) == pytest.approx(
+        ExemplarRidge(pool, residuals, alpha=1.0).predict(queries), abs=1e-7)
 
 
 def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_views_out(tmp_path):
@@ -203,9 +209,9 @@ def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_view
     assert views.texts == ["a", "b", "c"] and views.token_coverage.tolist() == [[0.9, 0.8], [0.7, 0.6], [0.5, 0.4]]
     assert scores.tolist() == [10, 5, 0] and bases.tolist() == [8, 6, 4]
     ridge = store.ridge("q", 0.1)
-    assert store.ridge("q", 0.1) is ridge and len(ridge.dual) == 3  # fitted once per set of exemplars
+    assert store.ridge("q", 0.1) is ridge and ridge.exemplars == 3  # fitted once per set of exemplars
     store.add("q", "question", vectors[:1] * -1, [7], [7], ["d"], token_coverage=[np.array([0.3, 0.2])])
-    assert len(store.ridge("q", 0.1).dual) == 4 and store.all("q")[0].texts == ["a", "b", "c", "d"]
+    assert store.ridge("q", 0.1).exemplars == 4 and store.all("q")[0].texts == ["a", "b", "c", "d"]
     store.add("old", "question", vectors, [10, 5, 0], [8, 6, 4], ["a", "b", "c"])  # no coverage computed
     grades = store.folder / "old.json"
     written = json.loads(grades.read_text(encoding="utf-8"))
