@@ -89,7 +89,7 @@ class ExemplarRidge:
         """Each view's weights, on its centred and scaled columns."""
         n = len(self._centred)
         if n < 2 or not self._views:
-            return [np.zeros(np.asarray(center).shape[0]) for _, _, center, _ in self._views]
+            return [np.zeros_like(center) for _, _, center, _ in self._views]
         if self._kernel is not None:
             dual = np.linalg.solve(self._kernel + alpha * np.eye(n), self._centred)
             return [(np.asarray(rows.T @ dual).ravel() - center * dual.sum()) / root
