@@ -214,11 +214,16 @@ class ExemplarStore:
             found = self._with_pool(key)
             if found is None:
                 return None
-            if alpha not in found.ridges:
-                pool, scores, base = found.pool
-                found.ridges[alpha] = ExemplarRidge(pool, (scores - base) / 10, alpha)
+            if alpha in found.ridges:
+                return found.ridges[alpha]
+            pool, scores, base = stored = found.pool
+        # fitted outside the lock (up to a second at thousands of exemplars): nothing else need wait for it
+        ridge = ExemplarRidge(pool, (scores - base) / 10, alpha)
+        with self._lock:
+            if self._loaded.get(key) is found and found.pool is stored:  # not dropped, evicted or added to since
+                found.ridges[alpha] = ridge
                 self._keep(key, found)
-            return found.ridges[alpha]
+        return ridge
 
     def _with_pool(self, key: str) -> _Loaded | None:
         found = self._get(key)

@@ -220,7 +220,7 @@ def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_view
     assert views.texts is None and views.token_coverage is None and views.vectors.shape == (3, 8)
 
 
-def test_the_exemplar_store_keeps_questions_within_its_memory_and_reads_evicted_ones_again(tmp_path):
+def test_the_exemplar_store_keeps_questions_within_its_memory_and_reads_evicted_ones_again(tmp_path, monkeypatch):
     """A server grading thousands of questions must not hold every question's exemplars and ridge forever; one
     graded again after eviction gets the same ridge, and threads grading and adding at once see whole sets."""
     rng = np.random.default_rng(0)
@@ -250,6 +250,27 @@ def test_the_exemplar_store_keeps_questions_within_its_memory_and_reads_evicted_
 
     tiny = ExemplarStore(tmp_path, "some/model", 8, max_bytes=1024)  # no question fits: served, never kept
     assert tiny.ridge("q1", 0.1).predict(probe) == pytest.approx(expected[1]) and tiny.held() == (0, 0)
+
+    import grader.exemplars as exemplars_module
+
+    def fitted_while(change):
+        """A ridge whose fit (outside the store's lock) overlaps another thread's ``change``."""
+        def fit(*args):
+            change()
+            return ExemplarRidge(*args)
+        return fit
+
+    for key in ("dropped", "added to"):
+        vectors, scores, base = graded(40)
+        roomy.add(key, "question", vectors, scores, base, [f"{key} {i}" for i in range(40)])
+    monkeypatch.setattr(exemplars_module, "ExemplarRidge", fitted_while(lambda: roomy.drop("dropped")))
+    assert roomy.ridge("dropped", 0.1).exemplars == 40 and roomy.count("dropped") == 0  # and it stays dropped
+    vectors, scores, base = graded(1)
+    monkeypatch.setattr(exemplars_module, "ExemplarRidge", fitted_while(
+        lambda: roomy.add("added to", "question", vectors, scores, base, ["one more"])))
+    assert roomy.ridge("added to", 0.1).exemplars == 40  # the set it was asked about, not kept for the new one
+    monkeypatch.undo()
+    assert roomy.ridge("added to", 0.1).exemplars == 41
 
     def grade_and_add(worker):
         own = np.random.default_rng(worker + 1)  # a Generator is not for sharing between threads
