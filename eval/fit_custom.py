@@ -30,7 +30,7 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from grader.answer_features import FEATURES, FROM_VECTORS, HEAD_ONLY, MONOTONE
-from grader.answer_views import AnswerViews
+from grader.answer_views import AnswerViews, ExemplarRidge
 from grader.custom_model import CustomModel, ExemplarBlend, LinearHead, custom_model_path, embedding_terms
 from grader.scoring import ScoreModel
 
@@ -179,8 +179,8 @@ def exemplar_terms(blend: ExemplarBlend, views: AnswerViews, questions: np.ndarr
     """(ridge residual, kNN residual, exemplar count) for each of ``rows``, exemplars from ``pool`` only.
 
     Neighbours are searched with faiss, one flat inner-product index per question, as ``ExemplarStore``
-    does; only exemplars of the row's own question count. ``ridges`` keeps each question's fitted ridge
-    across calls that differ only in the blend's other numbers.
+    does; only exemplars of the row's own question count. ``ridges`` keeps each question's fitted ridges
+    (one per penalty) across calls that differ only in the blend's other numbers.
     """
     import faiss
 
@@ -193,14 +193,13 @@ def exemplar_terms(blend: ExemplarBlend, views: AnswerViews, questions: np.ndarr
         residuals = y[mine] - base[mine]
         exemplars, answers = _question_views(views, mine), _question_views(views, rows[where], mine)
         key = (mine.tobytes(), residuals.tobytes())
-        fitted = ridges.get(key) if ridges is not None else None
-        if fitted is None:
-            fitted = blend.fit_ridge(exemplars, residuals)
+        fitted = ridges.get(key, {}) if ridges is not None else {}
+        if blend.alpha not in fitted:  # every penalty of the search at once: the views are computed once
+            penalties = {blend.alpha, *(PENALTIES if ridges is not None else ())}
+            fitted = ExemplarRidge.penalties(exemplars, residuals, penalties)
             if ridges is not None:
                 ridges[key] = fitted
-        if fitted.alpha != blend.alpha:
-            fitted = fitted.with_alpha(blend.alpha)
-        ridge[where] = fitted.predict(answers)
+        ridge[where] = fitted[blend.alpha].predict(answers)
         queries = np.ascontiguousarray(answers.vectors, dtype=np.float32)
         index = faiss.IndexFlatIP(views.vectors.shape[1])
         index.add(np.ascontiguousarray(exemplars.vectors, dtype=np.float32))
@@ -235,7 +234,8 @@ def warm_predict(base: np.ndarray, blend: ExemplarBlend, y: np.ndarray, views: A
     return np.array([blend.apply(base[r], ridge[i], knn[i], total[i]) for i, r in enumerate(rows)])
 
 
-SEARCH = [dict(alpha=a, temperature=t) for a in (0.03, 0.1, 0.3) for t in (0.02, 0.05)]
+PENALTIES = (0.03, 0.1, 0.3)  # of the exemplar ridge, whose views' kernels have unit mean self-similarity
+SEARCH = [dict(alpha=a, temperature=t) for a in PENALTIES for t in (0.02, 0.05)]
 WEIGHTS = [dict(prior=p, ridge=r, knn=k) for p in (0.0, 3.0, 10.0, 30.0) for r in (0.0, 0.5, 0.75, 1.0)
            for k in (0.0, 0.25, 0.5)]
 # Exemplars per question in the inner folds' pools: all of a training fold (dozens here), and few, as a

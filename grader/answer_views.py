@@ -14,6 +14,7 @@ On ADS (warm, 5 folds), with the blend's numbers by inner cross-validation, Pear
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,6 +51,23 @@ class ExemplarRidge:
     """
 
     def __init__(self, pool: AnswerViews, residuals: np.ndarray, alpha: float):
+        solve = self._prepare(pool, residuals)
+        self.alpha, self.weights = alpha, solve(alpha)
+
+    @classmethod
+    def penalties(cls, pool: AnswerViews, residuals: np.ndarray, alphas: Iterable[float]) -> dict[float, ExemplarRidge]:
+        """The same exemplars' ridge under each penalty, the views computed once (fitting searches penalties)."""
+        first = cls.__new__(cls)
+        solve = first._prepare(pool, residuals)
+        fitted = {}
+        for alpha in alphas:
+            fitted[alpha] = copy.copy(first)
+            fitted[alpha].alpha, fitted[alpha].weights = alpha, solve(alpha)
+        return fitted
+
+    def _prepare(self, pool: AnswerViews, residuals: np.ndarray) -> Callable[[float], list[np.ndarray]]:
+        """Set the views' transforms (what ``predict`` reads); return the solver for a penalty, which alone
+        holds the exemplars' rows and kernel, so a fitted ridge keeps only each view's weights."""
         self.mean = float(residuals.mean()) if len(residuals) else 0.0
         self._coverage_scale: tuple[np.ndarray, np.ndarray] | None = None
         self._characters = None
@@ -65,7 +83,8 @@ class ExemplarRidge:
             except ValueError:  # not one character in the exemplars: nothing to compare
                 pass
         n = self.exemplars = len(residuals)
-        self._views: list[tuple[str, Any, np.ndarray, float]] = []  # view, rows, centre, sqrt of its scale
+        self._views: list[tuple[str, np.ndarray, float]] = []  # view, centre, square root of its scale
+        views_rows = []
         for view in VIEWS:
             rows = self._rows(pool, view)
             if rows is None:
@@ -74,56 +93,15 @@ class ExemplarRidge:
             squares = rows.multiply(rows).sum() if hasattr(rows, "multiply") else float((rows ** 2).sum())
             scale = (float(squares) - n * float(center @ center)) / max(n, 1)  # centred rows' mean square
             if scale > 1e-12:  # a view on which every exemplar reads alike tells them nothing apart
-                self._views.append((view, rows, center, float(np.sqrt(scale))))
-        self._centred = residuals - self.mean
-        self._kernel = None
-        if n <= EXACT_UP_TO:
-            self._kernel = np.zeros((n, n))
-            for _, rows, center, root in self._views:
-                row_center = np.asarray(rows @ center).ravel()
-                self._kernel += (_dense(rows @ rows.T) - row_center[:, None] - row_center[None, :]
-                                 + float(center @ center)) / root ** 2
-        self.alpha, self.weights = alpha, self._solve(alpha)
-
-    def _solve(self, alpha: float) -> list[np.ndarray]:
-        """Each view's weights, on its centred and scaled columns."""
-        n = len(self._centred)
-        if n < 2 or not self._views:
-            return [np.zeros_like(center) for _, _, center, _ in self._views]
-        if self._kernel is not None:
-            dual = np.linalg.solve(self._kernel + alpha * np.eye(n), self._centred)
-            return [(np.asarray(rows.T @ dual).ravel() - center * dual.sum()) / root
-                    for _, rows, center, root in self._views]
-        from scipy.sparse.linalg import LinearOperator, lsqr
-
-        widths = [center.shape[0] for _, _, center, _ in self._views]
-        bounds = np.cumsum([0, *widths])
-
-        def matvec(w: np.ndarray) -> np.ndarray:
-            return sum((np.asarray(rows @ w[a:b]).ravel() - center @ w[a:b]) / root
-                       for (_, rows, center, root), a, b in zip(self._views, bounds[:-1], bounds[1:], strict=True))
-
-        def rmatvec(u: np.ndarray) -> np.ndarray:
-            return np.concatenate([(np.asarray(rows.T @ u).ravel() - center * u.sum()) / root
-                                   for _, rows, center, root in self._views])
-
-        design = LinearOperator((n, int(bounds[-1])), matvec=matvec, rmatvec=rmatvec, dtype=float)
-        solution = lsqr(design, self._centred, damp=float(np.sqrt(alpha)), atol=1e-10, btol=1e-10,
-                        iter_lim=10 * n)[0]
-        return [solution[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def with_alpha(self, alpha: float) -> ExemplarRidge:
-        """The same exemplars under another penalty (the views are not computed again)."""
-        other = copy.copy(self)
-        other.alpha, other.weights = alpha, self._solve(alpha)
-        return other
+                self._views.append((view, center, float(np.sqrt(scale))))
+                views_rows.append(rows)
+        return _solver([(rows, center, root) for rows, (_, center, root) in zip(views_rows, self._views, strict=True)],
+                       residuals - self.mean)
 
     def nbytes(self) -> int:
         """Memory held, roughly (the exemplar store bounds what it keeps by it)."""
-        size = 0 if self._kernel is None else self._kernel.nbytes
-        for (_, rows, center, _), weights in zip(self._views, self.weights, strict=True):
-            parts = (rows.data, rows.indices, rows.indptr) if hasattr(rows, "indptr") else (rows,)
-            size += center.nbytes + weights.nbytes + sum(part.nbytes for part in parts)
+        size = sum(center.nbytes + weights.nbytes for (_, center, _), weights in zip(self._views, self.weights,
+                                                                                        strict=True))
         if self._characters is not None:  # its n-gram vocabulary: a dict of short strings
             size += 120 * len(self._characters.vocabulary_)
         return size
@@ -146,11 +124,52 @@ class ExemplarRidge:
         """Each answer's residual: the exemplars' mean, plus what sets the answer apart on the views it shares
         with them (an answer without token coverage is compared on the others)."""
         predicted = np.full(len(answers.vectors), self.mean)
-        for (view, _, center, root), weights in zip(self._views, self.weights, strict=True):
+        for (view, center, root), weights in zip(self._views, self.weights, strict=True):
             queries = self._rows(answers, view)
             if queries is not None:
                 predicted += (np.asarray(queries @ weights).ravel() - center @ weights) / root
         return predicted
+
+
+def _solver(views: list[tuple[Any, np.ndarray, float]], centred: np.ndarray) -> Callable[[float], list[np.ndarray]]:
+    """For (rows, centre, root of scale) per view and the centred residuals: penalty -> each view's weights on
+    its centred, scaled columns. Exactly over the kernel up to ``EXACT_UP_TO`` exemplars, else by lsqr over
+    the columns."""
+    n = len(centred)
+    if n < 2 or not views:
+        return lambda alpha: [np.zeros_like(center) for _, center, _ in views]
+    if n <= EXACT_UP_TO:
+        kernel = np.zeros((n, n))
+        for rows, center, root in views:
+            row_center = np.asarray(rows @ center).ravel()
+            kernel += (_dense(rows @ rows.T) - row_center[:, None] - row_center[None, :]
+                       + float(center @ center)) / root ** 2
+
+        def exactly(alpha: float) -> list[np.ndarray]:
+            dual = np.linalg.solve(kernel + alpha * np.eye(n), centred)
+            return [(np.asarray(rows.T @ dual).ravel() - center * dual.sum()) / root for rows, center, root in views]
+
+        return exactly
+    from scipy.sparse.linalg import LinearOperator, lsqr
+
+    bounds = np.cumsum([0, *(center.shape[0] for _, center, _ in views)])
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def matvec(w: np.ndarray) -> np.ndarray:
+        return sum((np.asarray(rows @ w[a:b]).ravel() - center @ w[a:b]) / root
+                   for (rows, center, root), (a, b) in zip(views, spans, strict=True))
+
+    def rmatvec(u: np.ndarray) -> np.ndarray:
+        return np.concatenate([(np.asarray(rows.T @ u).ravel() - center * u.sum()) / root
+                               for rows, center, root in views])
+
+    design = LinearOperator((n, int(bounds[-1])), matvec=matvec, rmatvec=rmatvec, dtype=float)
+
+    def iteratively(alpha: float) -> list[np.ndarray]:
+        solution = lsqr(design, centred, damp=float(np.sqrt(alpha)), atol=1e-10, btol=1e-10, iter_lim=10 * n)[0]
+        return [solution[a:b] for a, b in spans]
+
+    return iteratively
 
 
 def _dense(product: Any) -> np.ndarray:

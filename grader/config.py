@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_answer_chars: int = Field(default=6000, ge=200)
     exemplar_memory_mb: int = Field(
         default=512, ge=1,
-        description="Memory for graded exemplars of the questions in use (about 8 MB per question at 400 "
+        description="Memory for graded exemplars of the questions in use (about 3.5 MB per question at 400 "
                     "exemplars); past it, the least recently graded question's are read from disk again when needed.",
     )
     batch_size: int = Field(

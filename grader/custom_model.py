@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from grader.answer_features import FEATURES, HEAD_ONLY, MONOTONE
-from grader.answer_views import AnswerViews, ExemplarRidge
+from grader.answer_views import AnswerViews
 from grader.scoring import CALIBRATION_DIR, model_slug
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,6 @@ class ExemplarBlend(BaseModel):
     prior: float = Field(ge=0, description="Exemplar count at which exemplars get half their full say.")
     ridge: float = Field(ge=0, le=1.5)
     knn: float = Field(ge=0, le=1.5)
-
-    def fit_ridge(self, pool: AnswerViews, residuals: np.ndarray) -> ExemplarRidge:
-        """The kernel ridge of a question's exemplar residuals; its ``predict`` gives ``ridge_residual``."""
-        return ExemplarRidge(pool, residuals, self.alpha)
 
     def knn_residual(self, similarity: np.ndarray, residuals: np.ndarray) -> np.ndarray:
         """Rows of neighbour similarities and their residuals -> one weighted residual per row."""

@@ -100,7 +100,7 @@ class _Loaded:
 class ExemplarStore:
     """Per-question exemplar indexes for one embedding model, persisted on every ``add``.
 
-    Questions in use are held in memory with what is derived from their exemplars (about 8 MB at 400
+    Questions in use are held in memory with what is derived from their exemplars (about 3.5 MB at 400
     exemplars), least recently used first out once they pass ``max_bytes``: an evicted question is read
     from disk again when next graded. Safe to share between threads.
 

@@ -192,10 +192,12 @@ def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddin
     assert abs(alone[0] - alone[1]) < 0.15
     assert ExemplarRidge(pool.take([0]), residuals[:1], alpha=0.1).predict(queries) == pytest.approx([residuals[0]] * 2)
     monkeypatch.setattr(answer_views, "EXACT_UP_TO", 10)  # a question with many exemplars: solved iteratively
-    iterative = ExemplarRidge(pool, residuals, alpha=0.1)
-    assert iterative._kernel is None and iterative.predict(queries) == pytest.approx(full, abs=1e-7)
-    assert iterative.with_alpha(1.0).predict(queries) == pytest.approx(
-        ExemplarRidge(pool, residuals, alpha=1.0).predict(queries), abs=1e-7)
+    assert ExemplarRidge(pool, residuals, alpha=0.1).predict(queries) == pytest.approx(full, abs=1e-7)
+    monkeypatch.undo()
+    searched = ExemplarRidge.penalties(pool, residuals, [0.1, 1.0])  # the views computed once, as fitting does
+    assert searched[0.1].predict(queries) == pytest.approx(full, abs=1e-9)
+    assert searched[1.0].predict(queries) == pytest.approx(ExemplarRidge(pool, residuals, 1.0).predict(queries),
+                                                           abs=1e-9)
 
 
 def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_views_out(tmp_path):
