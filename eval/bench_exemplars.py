@@ -3,8 +3,9 @@
     python -m eval.bench_exemplars [--questions 60] [--exemplars 400] [--budgets 0 128]
 
 Writes ``--questions`` questions of ``--exemplars`` made-up graded answers each (unit vectors, texts of
-Chinese and English words, reference-token coverage) to a scratch store, then, in a new process per
-budget (0: unbounded), fits every question's exemplar ridge once, as grading them in turn would, and
+Chinese and English words, reference-token coverage, a token vector per word) to a scratch store, then,
+in a new process per budget (0: unbounded), fits every question's exemplar ridge once, as grading them in
+turn would, and
 prints the process's memory before and after. Then the time to fit a question's ridge when it is
 held in memory against when it was evicted and is read from disk again.
 """
@@ -39,9 +40,12 @@ def write_store(folder: Path, questions: int, exemplars: int) -> None:
     for q in range(questions):
         vectors = rng.standard_normal((exemplars, DIM)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        texts = [" ".join(rng.choice(words, rng.integers(20, 120))) for _ in range(exemplars)]
+        lengths = rng.integers(20, 120, exemplars)
+        texts = [" ".join(rng.choice(words, n)) for n in lengths]
+        tokens = [rng.standard_normal((n, DIM)).astype(np.float32) for n in lengths]
         store.add(f"q{q}", "question", vectors, list(rng.integers(0, 11, exemplars).astype(float)),
-                  list(rng.uniform(0, 10, exemplars)), texts, token_coverage=list(rng.uniform(0.4, 1, (exemplars, 80))))
+                  list(rng.uniform(0, 10, exemplars)), texts, token_coverage=list(rng.uniform(0.4, 1, (exemplars, 80))),
+                  tokens=[t / np.linalg.norm(t, axis=1, keepdims=True) for t in tokens])
 
 
 def measure(folder: Path, questions: int, budget_mb: int) -> None:
@@ -51,7 +55,7 @@ def measure(folder: Path, questions: int, budget_mb: int) -> None:
     for q in range(questions):
         store.ridge(f"q{q}", 0.1)
     after = _rss_mb()
-    probe = AnswerViews(np.eye(1, DIM), ["a new answer"], np.full((1, 80), 0.7))
+    probe = AnswerViews(np.eye(1, DIM), ["a new answer"], np.full((1, 80), 0.7), [np.eye(3, DIM)])
     hot, cold = [], []
     for q in range(questions - 5, questions):  # the most recently fitted: still held, unless the budget is tiny
         start = time.perf_counter()

@@ -42,6 +42,7 @@ class FeatureTable:
     texts: np.ndarray  # the answers as graded (prepared)
     # each reference token's best match in the answer; a question's references fill the first columns, NaN after
     token_coverage: np.ndarray
+    tokens: np.ndarray  # (n,) object: each answer's token vectors, float16 (the exemplars' codebook view)
 
     @property
     def pairs(self) -> np.ndarray:
@@ -53,7 +54,7 @@ class FeatureTable:
         ``every_view``; ``exemplar_terms`` keeps a question's own coverage columns."""
         if not every_view:
             return AnswerViews(self.vectors)
-        return AnswerViews(self.vectors, list(self.texts), self.token_coverage)
+        return AnswerViews(self.vectors, list(self.texts), self.token_coverage, list(self.tokens))
 
     @classmethod
     def concat(cls, tables: list[FeatureTable]) -> FeatureTable:
@@ -65,12 +66,18 @@ class FeatureTable:
                       for k in tables[0].__dict__})
 
     def save(self, path: Path) -> None:
-        np.savez(path, **self.__dict__)
+        """One .npz; the answers' token vectors, of many lengths, as one block and each answer's count."""
+        arrays = {k: v for k, v in self.__dict__.items() if k != "tokens"}
+        counts = np.array([len(t) for t in self.tokens], dtype=np.int64)
+        block = np.concatenate([*self.tokens, np.zeros((0, self.vectors.shape[1]), np.float16)]).astype(np.float16)
+        np.savez(path, **arrays, token_block=block, token_counts=counts)
 
     @classmethod
     def load(cls, path: Path) -> FeatureTable:
         data = np.load(path, allow_pickle=False)
-        return cls(**{k: data[k] for k in data.files})
+        tokens = np.empty(len(data["y"]), dtype=object)
+        tokens[:] = np.split(data["token_block"], np.cumsum(data["token_counts"])[:-1])
+        return cls(**{k: data[k] for k in data.files if k not in ("token_block", "token_counts")}, tokens=tokens)
 
 
 def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
@@ -78,12 +85,15 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
     items = [(custom_question(r), r.answer) for r in records]
     raws = grader.features_many(items)
     rows, empty, vectors, references, ceiling, texts, token_coverage = [], [], [], [], [], [], []
-    for (question, answer), raw in zip(items, raws, strict=True):
+    tokens = np.empty(len(records), dtype=object)
+    for row, ((question, answer), raw) in enumerate(zip(items, raws, strict=True)):
         text = prepare(answer, grader.max_answer_chars).text
         texts.append(text)
         token_coverage.append(raw["token_coverage"] if raw is not None else
                               np.zeros(sum(len(r.ids) for r in grader.compiled(question).reference_tokens)))
         empty.append(raw is None)
+        states = None if raw is None else raw["answer_tokens"]
+        tokens[row] = (np.zeros((0, grader.embedder.dim)) if states is None else states.vectors).astype(np.float16)
         flags = grader.capping_flags(question, answer, raw) if raw is not None else []
         ceiling.append(grader.calibration.apply_caps(10.0, flags) / 10.0)
         if raw is None:
@@ -106,6 +116,7 @@ def extract(grader: Grader, graded: GradedSet) -> FeatureTable:
         ceiling=np.array(ceiling),
         texts=np.array(texts, dtype=str),
         token_coverage=_padded(token_coverage),
+        tokens=tokens,
     )
 
 

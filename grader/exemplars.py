@@ -2,9 +2,11 @@
 
 One faiss inner-product index per question and embedding model (vectors are unit length, so inner
 product is cosine), stored under ``<cache dir>/exemplars/<model>/`` with a JSON file beside each
-index holding the grades. Answers to the same question that read alike tend to get alike grades; the
-grader blends the nearest exemplars' grades with its own score (``grader.custom_model``). The CLI keeps
-one store per model; the API keeps each tenant's exemplars apart (``tenant_key``).
+index holding the grades, and a file of the answers' token vectors (half precision, about 50 kB an
+answer of ADS's length), read only when the question's ridge is fitted. Answers to the same question
+that read alike tend to get alike grades; the grader blends the nearest exemplars' grades with its own
+score (``grader.custom_model``). The CLI keeps one store per model; the API keeps each tenant's exemplars
+apart (``tenant_key``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Grades(BaseModel):
                                                                 "are one view of the exemplar ridge).")
     token_coverage: list[list[float]] = Field(default_factory=list, description=(
         "Each reference token's best match in the answer (grader.answer_views); [] where none was computed."))
+    token_counts: list[int] = Field(default_factory=list, description=(
+        "Each answer's rows in the question's token file, in order; -1 where none were kept."))
     basis: str = Field(default="", description="What the base scores were computed under (Grader.scoring_basis).")
 
 
@@ -89,7 +93,7 @@ class _Loaded:
     def nbytes(self) -> int:
         grades = self.grades
         size = self.index.ntotal * self.index.d * 4 + sum(sys.getsizeof(t) for t in grades.texts)
-        size += 32 * (len(grades.scores) * 2 + sum(len(c) for c in grades.token_coverage))  # floats in lists
+        size += 32 * (len(grades.scores) * 3 + sum(len(c) for c in grades.token_coverage))  # numbers in lists
         if self.pool is not None:
             views, scores, base = self.pool
             size += views.vectors.nbytes + scores.nbytes + base.nbytes
@@ -121,13 +125,13 @@ class ExemplarStore:
         with self._lock:
             return len(self._loaded), int(self._loaded.currsize)
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        return self.folder / f"{key}.faiss", self.folder / f"{key}.json"
+    def _paths(self, key: str) -> tuple[Path, Path, Path]:
+        return self.folder / f"{key}.faiss", self.folder / f"{key}.json", self.folder / f"{key}.tokens.f16"
 
     def _get(self, key: str) -> _Loaded | None:
         found = self._loaded.get(key)
         if found is None:
-            index_path, grades_path = self._paths(key)
+            index_path, grades_path, _ = self._paths(key)
             if not index_path.is_file():
                 return None
             found = _Loaded(faiss.read_index(str(index_path)),
@@ -154,18 +158,22 @@ class ExemplarStore:
             return found.grades.basis if found and found.index.ntotal else None
 
     def add(self, key: str, question: str, vectors: np.ndarray, scores: list[float], base: list[float],
-            answers: list[str], basis: str = "", token_coverage: list[np.ndarray | None] | None = None) -> int:
+            answers: list[str], basis: str = "", token_coverage: list[np.ndarray | None] | None = None,
+            tokens: list[np.ndarray | None] | None = None) -> int:
         """Add graded answers (scores 0-10, the grader's own ``base`` scores under ``basis``, each answer's
-        ``token_coverage`` where known); returns how many were new. Exemplars scored under another basis are
-        dropped first: their residuals would compare a grade with a score the grader no longer gives."""
+        ``token_coverage`` and unit token vectors where known); returns how many were new. Exemplars scored
+        under another basis are dropped first: their residuals would compare a grade with a score the grader
+        no longer gives."""
         with self._lock:
             if self.basis(key) not in (None, basis):
                 log.warning("exemplars of %s were scored under an earlier calibration or rubric; starting afresh", key)
                 self.drop(key)
             loaded = self._get(key) or _Loaded(faiss.IndexFlatIP(self.dim), Grades(question=question, basis=basis))
             grades = loaded.grades
+            stored_tokens = sum(max(c, 0) for c in grades.token_counts)
+            grades.token_counts += [-1] * (len(grades.scores) - len(grades.token_counts))  # kept before tokens were
             seen = set(grades.digests)
-            keep = []
+            keep, new_tokens = [], []
             for i, answer in enumerate(answers):
                 digest = hashlib.sha256(answer.strip().encode()).hexdigest()[:24]
                 if digest not in seen:
@@ -177,9 +185,13 @@ class ExemplarStore:
                     grades.texts.append(answer)
                     found = None if token_coverage is None else token_coverage[i]
                     grades.token_coverage.append([] if found is None else [round(float(v), 4) for v in found])
+                    states = None if tokens is None else tokens[i]
+                    grades.token_counts.append(-1 if states is None else len(states))
+                    if states is not None:
+                        new_tokens.append(np.asarray(states, dtype=np.float16).reshape(-1, self.dim))
             if keep:
                 loaded.index.add(np.ascontiguousarray(vectors[keep], dtype=np.float32))
-                self._save(key, loaded.index, grades)
+                self._save(key, loaded.index, grades, stored_tokens, new_tokens)
                 loaded.pool, loaded.ridges = None, {}  # derived from the exemplars there were
             self._keep(key, loaded)
             return len(keep)
@@ -191,9 +203,16 @@ class ExemplarStore:
             for path in self._paths(key):
                 path.unlink(missing_ok=True)
 
-    def _save(self, key: str, index: faiss.Index, grades: Grades) -> None:
-        index_path, grades_path = self._paths(key)
+    def _save(self, key: str, index: faiss.Index, grades: Grades, stored_tokens: int,
+              new_tokens: list[np.ndarray]) -> None:
+        index_path, grades_path, tokens_path = self._paths(key)
         index_path.parent.mkdir(parents=True, exist_ok=True)
+        # Token vectors are appended (rewriting megabytes on every add would be wasteful), after cutting what an
+        # add that stopped before writing its grades left past the rows they count; readers take only those.
+        with open(tokens_path, "ab") as tokens_file:
+            tokens_file.truncate(stored_tokens * self.dim * 2)
+            for block in new_tokens:
+                tokens_file.write(block.tobytes())
         # write then rename, so a reader never sees an index without its grades
         faiss.write_index(index, str(index_path) + ".tmp")
         grades_path.with_suffix(".tmp").write_text(grades.model_dump_json(), encoding="utf-8")
@@ -217,13 +236,26 @@ class ExemplarStore:
             if alpha in found.ridges:
                 return found.ridges[alpha]
             pool, scores, base = stored = found.pool
-        # fitted outside the lock (up to a second at thousands of exemplars): nothing else need wait for it
-        ridge = ExemplarRidge(pool, (scores - base) / 10, alpha)
+            counts = found.grades.token_counts[: len(scores)]
+        # fitted outside the lock (seconds at thousands of exemplars): nothing else need wait for it
+        ridge = ExemplarRidge(pool._replace(tokens=self._tokens(key, counts)), (scores - base) / 10, alpha)
         with self._lock:
             if self._loaded.get(key) is found and found.pool is stored:  # not dropped, evicted or added to since
                 found.ridges[alpha] = ridge
                 self._keep(key, found)
         return ridge
+
+    def _tokens(self, key: str, counts: list[int]) -> list[np.ndarray] | None:
+        """The token vectors of the exemplars ``counts`` describes, from disk (None unless every one has them)."""
+        if not counts or min(counts) < 0:
+            return None
+        try:
+            block = np.fromfile(self._paths(key)[2], dtype=np.float16, count=sum(counts) * self.dim)
+        except (FileNotFoundError, ValueError):  # dropped meanwhile: the ridge fitted now is not kept
+            return None
+        if len(block) < sum(counts) * self.dim:
+            return None
+        return np.split(block.reshape(-1, self.dim), np.cumsum(counts)[:-1])
 
     def _with_pool(self, key: str) -> _Loaded | None:
         found = self._get(key)
@@ -280,5 +312,6 @@ def add_graded(grader, items: list[tuple[str | CustomQuestion | Rubric, str, flo
         added[key] = grader.exemplars.add(key, question, np.stack([unblended[i].vector for i in rows]),
                                           [items[i][2] for i in rows], [unblended[i].score for i in rows], texts,
                                           basis=grader.scoring_basis(items[rows[0]][0]),
-                                          token_coverage=[unblended[i].token_coverage for i in rows])
+                                          token_coverage=[unblended[i].token_coverage for i in rows],
+                                          tokens=[unblended[i].tokens for i in rows])
     return added

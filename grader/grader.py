@@ -83,6 +83,7 @@ class Unblended(NamedTuple):
     score: float  # 0-10, before exemplars and caps
     vector: np.ndarray
     token_coverage: np.ndarray | None  # each reference token's best match in the answer
+    tokens: np.ndarray | None  # the answer's unit token vectors
 
 
 class Assessment(NamedTuple):
@@ -412,6 +413,7 @@ class Grader:
             "lang": p.language,
             "alignment": None if tokens is None else token_alignment(tokens, c.reference_tokens, c.question_token_ids),
             "token_coverage": None if tokens is None else reference_coverage(tokens, c.reference_tokens),
+            "answer_tokens": tokens,
         }
 
     @staticmethod
@@ -441,7 +443,9 @@ class Grader:
         if blend is not None and self.exemplars is not None and exemplar_key:
             coverage_row = None if f["token_coverage"] is None else f["token_coverage"].reshape(1, -1)
             found = blend_exemplars(blend, self.exemplars, exemplar_key, score / 10,
-                                    AnswerViews(answer_vec.reshape(1, -1), [p.text], coverage_row), self._basis(c))
+                                    AnswerViews(answer_vec.reshape(1, -1), [p.text], coverage_row,
+                                                None if item.tokens is None else [item.tokens.vectors]),
+                                    self._basis(c))
         if found is not None:
             adjusted, count, nearest = found
             used = ExemplarUse(count=count, base_score=round(score, 2), nearest_similarity=round(nearest, 4))
@@ -551,14 +555,15 @@ class Grader:
         return self.custom_model.exemplars if self._is_custom(c) else self.custom_model.rubric_exemplars
 
     def unblended(self, items: list[tuple[str | CustomQuestion | Rubric, str]]) -> list[Unblended | None]:
-        """Each answer's score before exemplars and caps (0-10), vector and reference-token coverage (None for
-        an empty answer): what an exemplar keeps beside its human grade, so that the blend learns from the
-        difference."""
+        """Each answer's score before exemplars and caps (0-10), vector, reference-token coverage and token
+        vectors (None for an empty answer): what an exemplar keeps beside its human grade, so that the blend
+        learns from the difference."""
         found = []
         for e in self._encode(items, self.cache.encode, tokens_for=[True] * len(items)):
             f = self.features(*e) if e.prepared.text else None
             found.append(None if f is None else Unblended(self._assess(e.compiled, e.prepared, f).score, e.vector,
-                                                          f["token_coverage"]))
+                                                          f["token_coverage"],
+                                                          None if e.tokens is None else e.tokens.vectors))
         return found
 
     def _flags(self, c: CompiledQuestion, f: dict, p: Prepared, hint: Lang | None) -> list[str]:

@@ -200,6 +200,73 @@ def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddin
                                                            abs=1e-9)
 
 
+def _slipped_tokens(n: int, dim: int = 8, seed: int = 1) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Answers whose embeddings say nothing of their grades; every other one has one token in common (a slip no
+    reference mentions, such as a wrong formula), and those are graded lower."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    slip = np.eye(dim)[0]
+    tokens = []
+    for i in range(n):
+        states = rng.normal(size=(6, dim))
+        states[:, 0] = 0.0
+        if i % 2:
+            states[2] = slip
+        tokens.append((states / np.linalg.norm(states, axis=1, keepdims=True)).astype(np.float32))
+    return vectors, tokens, np.where(np.arange(n) % 2 == 1, -0.3, 0.2)
+
+
+def test_the_exemplar_ridge_learns_from_a_codebook_of_the_exemplars_tokens():
+    """What no reference lists but the exemplars share, a slip in some answers, is an entry of the codebook of
+    their tokens; an answer that has it is read as they were graded. Without tokens the ridge cannot tell."""
+    vectors, tokens, residuals = _slipped_tokens(40)
+    slipped = tokens[0].copy()
+    slipped[2] = np.eye(8)[0]
+    queries = AnswerViews(vectors[[0, 0]], None, None, [tokens[0], slipped])  # alike but for the slip
+    pool = AnswerViews(vectors, None, None, tokens)
+    with_tokens = ExemplarRidge(pool, residuals, alpha=0.1).predict(queries)
+    assert with_tokens[0] - with_tokens[1] > 0.2
+    blind = ExemplarRidge(pool._replace(tokens=None), residuals, alpha=0.1).predict(queries)
+    assert blind[0] == pytest.approx(blind[1])
+    codebook = answer_views.token_codebook(tokens)  # the slip, shared by 20 answers, is an entry of its own
+    assert codebook.shape == (answer_views.CODEBOOK_SIZE, 8) and np.allclose(np.linalg.norm(codebook, axis=1), 1.0)
+    assert answer_views.codebook_matches([slipped], codebook).max() == pytest.approx(1.0, abs=1e-5)
+    assert answer_views.token_codebook([np.zeros((0, 8))]) is None
+
+
+def test_exemplar_tokens_are_kept_on_disk_and_read_for_the_ridge(tmp_path):
+    """Token vectors go to a file beside the index (appended, half precision) and are read only to fit the
+    ridge, which then predicts as the ridge over the same tokens does; exemplars kept before tokens were, or
+    bytes left past the counted rows by an add that stopped half way, leave the view out or are cut."""
+    vectors, tokens, residuals = _slipped_tokens(42)
+    scores, base = list(5 + 10 * residuals[:40]), [5.0] * 40
+    texts = [f"answer {i}" for i in range(40)]
+    store = ExemplarStore(tmp_path, "some/model", 8)
+    store.add("q", "question", vectors[:30], scores[:30], base[:30], texts[:30], tokens=tokens[:30])
+    tokens_file = store.folder / "q.tokens.f16"
+    with open(tokens_file, "ab") as half_written:
+        half_written.write(b"\x00" * 100)
+    store.add("q", "question", vectors[30:40], scores[30:], base[30:], texts[30:], tokens=tokens[30:40])
+    assert tokens_file.stat().st_size == sum(len(t) for t in tokens[:40]) * 8 * 2
+    slipped = tokens[0].copy()
+    slipped[2] = np.eye(8)[0]
+    queries = AnswerViews(vectors[[0, 0]], None, None, [tokens[0], slipped])
+    read_again = ExemplarStore(tmp_path, "some/model", 8)
+    predicted = read_again.ridge("q", 0.1).predict(queries)
+    pool = read_again.all("q")[0]
+    assert pool.tokens is None  # not held in memory
+    direct = ExemplarRidge(pool._replace(tokens=[t.astype(np.float16) for t in tokens[:40]]),
+                           residuals[:40], 0.1).predict(queries)
+    assert predicted == pytest.approx(direct, abs=1e-6) and predicted[0] - predicted[1] > 0.1
+    store.add("mixed", "question", vectors[:20], scores[:20], base[:20], texts[:20])  # before tokens were kept
+    store.add("mixed", "question", vectors[20:40], scores[20:], base[20:], texts[20:], tokens=tokens[20:40])
+    mixed = store.ridge("mixed", 0.1).predict(queries)
+    assert mixed == pytest.approx(ExemplarRidge(store.all("mixed")[0], residuals[:40], 0.1).predict(queries))
+    store.drop("q")
+    assert not tokens_file.exists()
+
+
 def test_exemplars_keep_their_texts_and_coverage_and_older_ones_leave_those_views_out(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3, 8)).astype(np.float32)
@@ -341,6 +408,10 @@ def test_exemplars_inform_the_score_of_their_question(grader, tmp_path, monkeypa
     views, _, _ = grader.exemplars.all(grader.exemplar_key(question))
     reference_tokens = sum(len(t.ids) for t in grader.compiled(question).reference_tokens)
     assert views.texts[0] == partial and views.token_coverage.shape == (5, reference_tokens) and reference_tokens > 10
+    key = grader.exemplar_key(question)  # and their token vectors, for the codebook view
+    counts = json.loads((grader.exemplars.folder / f"{key}.json").read_text(encoding="utf-8"))["token_counts"]
+    assert len(counts) == 5 and min(counts) > 0
+    assert (grader.exemplars.folder / f"{key}.tokens.f16").stat().st_size == sum(counts) * grader.embedder.dim * 2
     warm = grader.grade(question, partial)
     assert "+ 5 exemplars" in warm.calibration and warm.exemplars.count == 5
     assert warm.exemplars.base_score == pytest.approx(cold.score, abs=0.06) and warm.score > cold.score
