@@ -246,16 +246,15 @@ class ExemplarStore:
         return ridge
 
     def _tokens(self, key: str, counts: list[int]) -> list[np.ndarray] | None:
-        """The token vectors of the exemplars ``counts`` describes, from disk (None unless every one has them)."""
-        if not counts or min(counts) < 0:
+        """The token vectors of the exemplars ``counts`` describes, mapped from disk rather than read into memory
+        (thousands of exemplars hold hundreds of megabytes); None unless every one has them."""
+        if not counts or min(counts) < 0 or not sum(counts):
             return None
         try:
-            block = np.fromfile(self._paths(key)[2], dtype=np.float16, count=sum(counts) * self.dim)
-        except (FileNotFoundError, ValueError):  # dropped meanwhile: the ridge fitted now is not kept
+            block = np.memmap(self._paths(key)[2], dtype=np.float16, mode="r", shape=(sum(counts), self.dim))
+        except (FileNotFoundError, ValueError):  # dropped meanwhile (the ridge fitted now is not kept), or cut short
             return None
-        if len(block) < sum(counts) * self.dim:
-            return None
-        return np.split(block.reshape(-1, self.dim), np.cumsum(counts)[:-1])
+        return np.split(block, np.cumsum(counts)[:-1])
 
     def _with_pool(self, key: str) -> _Loaded | None:
         found = self._get(key)

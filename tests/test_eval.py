@@ -263,6 +263,11 @@ def test_exemplar_tokens_are_kept_on_disk_and_read_for_the_ridge(tmp_path):
     store.add("mixed", "question", vectors[20:40], scores[20:], base[20:], texts[20:], tokens=tokens[20:40])
     mixed = store.ridge("mixed", 0.1).predict(queries)
     assert mixed == pytest.approx(ExemplarRidge(store.all("mixed")[0], residuals[:40], 0.1).predict(queries))
+    with open(tokens_file, "r+b") as cut_short:  # lost on disk: the ridge goes without that view, not down
+        cut_short.truncate(1000)
+    short = ExemplarStore(tmp_path, "some/model", 8)
+    assert short.ridge("q", 0.1).predict(queries) == pytest.approx(
+        ExemplarRidge(short.all("q")[0], residuals[:40], 0.1).predict(queries))
     store.drop("q")
     assert not tokens_file.exists()
 
