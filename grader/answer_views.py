@@ -55,11 +55,16 @@ def token_codebook(tokens: list[np.ndarray], size: int = CODEBOOK_SIZE) -> np.nd
     """Unit centroids of k-means over the answers' token vectors: the words and phrasings a question's answers
     use, its references' or not (a wrong formula, a common slip), as a fixed list to match an answer against.
     None when the answers have no tokens."""
-    points = np.concatenate([t for t in tokens if len(t)] or [np.zeros((0, 1), np.float32)]).astype(np.float32)
-    if len(points) < 2:
+    sizes = np.array([len(t) for t in tokens], dtype=np.int64)
+    if sizes.sum() < 2:
         return None
-    if len(points) > CODEBOOK_FIT_TOKENS:
-        points = points[np.random.default_rng(0).choice(len(points), CODEBOOK_FIT_TOKENS, replace=False)]
+    if sizes.sum() > CODEBOOK_FIT_TOKENS:  # the sample gathered row by row: the tokens may be mapped from disk
+        picked = np.random.default_rng(0).choice(int(sizes.sum()), CODEBOOK_FIT_TOKENS, replace=False)
+        owner = np.searchsorted(np.cumsum(sizes), picked, side="right")
+        points = np.stack([tokens[o][i] for o, i in zip(owner, picked - (np.cumsum(sizes) - sizes)[owner],
+                                                         strict=True)]).astype(np.float32)
+    else:
+        points = np.concatenate([t for t in tokens if len(t)]).astype(np.float32)
     if len(points) <= size:
         centres = points
     else:
