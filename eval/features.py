@@ -76,7 +76,10 @@ class FeatureTable:
     def load(cls, path: Path) -> FeatureTable:
         data = np.load(path, allow_pickle=False)
         tokens = np.empty(len(data["y"]), dtype=object)
-        tokens[:] = np.split(data["token_block"], np.cumsum(data["token_counts"])[:-1])
+        if "token_block" in data.files:
+            tokens[:] = np.split(data["token_block"], np.cumsum(data["token_counts"])[:-1])
+        else:  # a table from before tokens were kept: the exemplars' codebook view is left out
+            tokens[:] = [np.zeros((0, data["vectors"].shape[1]), np.float16)] * len(tokens)
         return cls(**{k: data[k] for k in data.files if k not in ("token_block", "token_counts")}, tokens=tokens)
 
 

@@ -200,6 +200,26 @@ def test_the_exemplar_ridge_learns_from_the_characters_and_coverage_the_embeddin
                                                            abs=1e-9)
 
 
+def test_a_feature_table_keeps_each_answers_tokens_through_save_and_load(tmp_path):
+    from eval.features import FeatureTable
+
+    rng = np.random.default_rng(0)
+    n, dim = 3, 4
+    tokens = np.empty(n, dtype=object)
+    tokens[:] = [rng.normal(size=(k, dim)).astype(np.float16) for k in (2, 0, 3)]
+    table = FeatureTable(x=rng.normal(size=(n, 2)), y=np.array([0.1, 0.5, 1.0]), empty=np.array([False, True, False]),
+                         vectors=rng.normal(size=(n, dim)), references=rng.normal(size=(n, dim)),
+                         questions=np.array(["a", "a", "b"]), folds=np.array(["", "", ""]), ceiling=np.ones(n),
+                         texts=np.array(["x", "", "z"]), token_coverage=np.zeros((n, 1)), tokens=tokens)
+    table.save(tmp_path / "t.npz")
+    loaded = FeatureTable.load(tmp_path / "t.npz")
+    assert [t.shape for t in loaded.tokens] == [(2, dim), (0, dim), (3, dim)]
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.tokens, tokens, strict=True))
+    assert [t.shape for t in FeatureTable.concat([loaded, loaded]).views().tokens] == [(2, dim), (0, dim), (3, dim)] * 2
+    np.savez(tmp_path / "old.npz", **{k: v for k, v in table.__dict__.items() if k != "tokens"})  # before tokens
+    assert [t.shape for t in FeatureTable.load(tmp_path / "old.npz").tokens] == [(0, dim)] * n
+
+
 def _slipped_tokens(n: int, dim: int = 8, seed: int = 1) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Answers whose embeddings say nothing of their grades; every other one has one token in common (a slip no
     reference mentions, such as a wrong formula), and those are graded lower."""
