@@ -28,6 +28,7 @@ import numpy as np
 # above, iteratively over the views' columns (sparse characters stay sparse), to the same solution.
 EXACT_UP_TO = 400
 VIEWS = ("embedding", "token_coverage", "characters", "exemplar_tokens")
+MATCH_VIEWS = ("token_coverage", "exemplar_tokens")  # best matches of fixed tokens, standardised over the exemplars
 # a reference token (or codebook entry) every exemplar matches alike says nothing, and is not blown up
 TOKEN_COVERAGE_SD_FLOOR = 0.02
 # Entries of a question's codebook of its exemplars' tokens. Inner-CV error on ADS warm was the same at 32, 64
@@ -113,15 +114,15 @@ class ExemplarRidge:
         """Set the views' transforms (what ``predict`` reads); return the solver for a penalty, which alone
         holds the exemplars' rows and kernel, so a fitted ridge keeps only each view's weights."""
         self.mean = float(residuals.mean()) if len(residuals) else 0.0
-        self._coverage_scale: tuple[np.ndarray, np.ndarray] | None = None
+        self._codebook = None if pool.tokens is None else token_codebook(pool.tokens)
+        self._match_scales: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # view: the exemplars' mean, SD
+        standardised = {}
+        for view in MATCH_VIEWS:
+            matches = self._matches(pool, view)
+            if matches is not None:
+                self._match_scales[view] = (matches.mean(0), matches.std(0) + TOKEN_COVERAGE_SD_FLOOR)
+                standardised[view] = self._rows(pool, view, matches)
         self._characters = None
-        self._codebook: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # entries, their matches' mean, SD
-        if pool.tokens is not None and (codebook := token_codebook(pool.tokens)) is not None:
-            matches = codebook_matches(pool.tokens, codebook)
-            self._codebook = (codebook, matches.mean(0), matches.std(0) + TOKEN_COVERAGE_SD_FLOOR)
-        if pool.token_coverage is not None and pool.token_coverage.shape[1]:
-            self._coverage_scale = (pool.token_coverage.mean(0),
-                                    pool.token_coverage.std(0) + TOKEN_COVERAGE_SD_FLOOR)
         if pool.texts is not None:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -134,7 +135,7 @@ class ExemplarRidge:
         self._views: list[tuple[str, np.ndarray, float]] = []  # view, centre, square root of its scale
         views_rows = []
         for view in VIEWS:
-            rows = self._rows(pool, view)
+            rows = standardised.get(view) if view in MATCH_VIEWS else self._rows(pool, view)
             if rows is None:
                 continue
             center = np.asarray(rows.mean(0)).ravel()
@@ -152,23 +153,28 @@ class ExemplarRidge:
                                                                                         strict=True))
         if self._characters is not None:  # its n-gram vocabulary: a dict of short strings
             size += 120 * len(self._characters.vocabulary_)
-        return size + (0 if self._codebook is None else sum(part.nbytes for part in self._codebook))
+        size += sum(mean.nbytes + sd.nbytes for mean, sd in self._match_scales.values())
+        return size + (0 if self._codebook is None else self._codebook.nbytes)
 
-    def _rows(self, answers: AnswerViews, view: str) -> Any:
-        """The answers' rows in ``view`` (None where they lack it or the exemplars did)."""
+    def _matches(self, answers: AnswerViews, view: str) -> np.ndarray | None:
+        """The answers' best match of each reference token or codebook entry (None where they lack it)."""
+        if view == "token_coverage":
+            coverage = answers.token_coverage
+            return None if coverage is None or not coverage.shape[1] else coverage
+        return None if self._codebook is None or answers.tokens is None else codebook_matches(answers.tokens,
+                                                                                               self._codebook)
+
+    def _rows(self, answers: AnswerViews, view: str, matches: np.ndarray | None = None) -> Any:
+        """The answers' rows in ``view`` (None where they lack it or the exemplars did); ``matches``: theirs in a
+        match view, when already computed."""
         if view == "embedding":
             return answers.vectors
-        if view == "token_coverage":
-            if self._coverage_scale is None or answers.token_coverage is None or \
-                    answers.token_coverage.shape[1] != len(self._coverage_scale[0]):
+        if view in MATCH_VIEWS:
+            if view not in self._match_scales:
                 return None
-            mean, sd = self._coverage_scale
-            return (answers.token_coverage - mean) / sd
-        if view == "exemplar_tokens":
-            if self._codebook is None or answers.tokens is None:
-                return None
-            codebook, mean, sd = self._codebook
-            return (codebook_matches(answers.tokens, codebook) - mean) / sd
+            mean, sd = self._match_scales[view]
+            matches = self._matches(answers, view) if matches is None else matches
+            return None if matches is None or matches.shape[1] != len(mean) else (matches - mean) / sd
         if self._characters is None or answers.texts is None:
             return None
         return self._characters.transform(answers.texts)

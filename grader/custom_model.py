@@ -42,9 +42,9 @@ class ExemplarBlend(BaseModel):
 
     Residuals are grade minus the feature model's score. ``ridge_residual`` is a kernel ridge of the
     question's exemplar residuals over their embeddings, reference-token coverage, characters and a codebook
-    of their own tokens (``grader.answer_views``), evaluated at the answer (what, in this question, sets well-graded answers
-    apart from the model's guess); ``knn_residual`` is the similarity-weighted mean residual of the ``k``
-    nearest exemplars (softmax of cosine / temperature).
+    of their own tokens (``grader.answer_views``), evaluated at the answer (what, in this question, sets
+    well-graded answers apart from the model's guess); ``knn_residual`` is the similarity-weighted mean
+    residual of the ``k`` nearest exemplars (softmax of cosine / temperature).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -253,6 +253,8 @@ class ExemplarStore:
         try:
             block = np.memmap(self._paths(key)[2], dtype=np.float16, mode="r", shape=(sum(counts), self.dim))
         except (FileNotFoundError, ValueError):  # dropped meanwhile (the ridge fitted now is not kept), or cut short
+            log.warning("the token file of %s is missing or shorter than its grades say: its exemplars are compared "
+                        "without their tokens' codebook until they are added again", key)
             return None
         return np.split(block, np.cumsum(counts)[:-1])
 

@@ -255,7 +255,7 @@ def test_the_exemplar_ridge_learns_from_a_codebook_of_the_exemplars_tokens():
     assert answer_views.token_codebook([np.zeros((0, 8))]) is None
 
 
-def test_exemplar_tokens_are_kept_on_disk_and_read_for_the_ridge(tmp_path):
+def test_exemplar_tokens_are_kept_on_disk_and_read_for_the_ridge(tmp_path, caplog):
     """Token vectors go to a file beside the index (appended, half precision) and are read only to fit the
     ridge, which then predicts as the ridge over the same tokens does; exemplars kept before tokens were, or
     bytes left past the counted rows by an add that stopped half way, leave the view out or are cut."""
@@ -288,6 +288,7 @@ def test_exemplar_tokens_are_kept_on_disk_and_read_for_the_ridge(tmp_path):
     short = ExemplarStore(tmp_path, "some/model", 8)
     assert short.ridge("q", 0.1).predict(queries) == pytest.approx(
         ExemplarRidge(short.all("q")[0], residuals[:40], 0.1).predict(queries))
+    assert "token file of q is missing or shorter" in caplog.text  # said, not silent
     store.drop("q")
     assert not tokens_file.exists()
 
