@@ -5,9 +5,8 @@
 Writes ``--questions`` questions of ``--exemplars`` made-up graded answers each (unit vectors, texts of
 Chinese and English words, reference-token coverage, a token vector per word) to a scratch store, then,
 in a new process per budget (0: unbounded), fits every question's exemplar ridge once, as grading them in
-turn would, and
-prints the process's memory before and after. Then the time to fit a question's ridge when it is
-held in memory against when it was evicted and is read from disk again.
+turn would, and prints the process's memory before and after. Then the time to fit a question's ridge
+when it is held in memory against when it was evicted and is read from disk again.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What a question's graded exemplars teach about a new answer: a kernel ridge of their residuals over
-three views of an answer.
+four views of an answer.
 
 One view alone misses what a teacher grades on. The embedding says what an answer is about, but blurs
 which of the reference's words it found; the reference-token coverage (each reference token's best match
@@ -30,7 +30,7 @@ EXACT_UP_TO = 400
 VIEWS = ("embedding", "token_coverage", "characters", "exemplar_tokens")
 MATCH_VIEWS = ("token_coverage", "exemplar_tokens")  # best matches of fixed tokens, standardised over the exemplars
 # a reference token (or codebook entry) every exemplar matches alike says nothing, and is not blown up
-TOKEN_COVERAGE_SD_FLOOR = 0.02
+MATCH_SD_FLOOR = 0.02
 # Entries of a question's codebook of its exemplars' tokens. Inner-CV error on ADS warm was the same at 32, 64
 # and 128 (eval/RESULTS.md); 32 is the cheapest.
 CODEBOOK_SIZE = 32
@@ -120,7 +120,7 @@ class ExemplarRidge:
         for view in MATCH_VIEWS:
             matches = self._matches(pool, view)
             if matches is not None:
-                self._match_scales[view] = (matches.mean(0), matches.std(0) + TOKEN_COVERAGE_SD_FLOOR)
+                self._match_scales[view] = (matches.mean(0), matches.std(0) + MATCH_SD_FLOOR)
                 standardised[view] = self._rows(pool, view, matches)
         self._characters = None
         if pool.texts is not None:
